@@ -1,0 +1,1 @@
+"""Config, clock, ids, the metadata store and the artifact store."""

@@ -1,0 +1,244 @@
+"""Typed project configuration from ``driftloop.yaml`` and the environment.
+
+Every setting is declared once in :data:`SETTINGS` with its type, default and
+help. A value comes from the environment (``DRIFTLOOP_`` + the dotted key in
+upper case with ``_`` for ``.``, e.g. ``DRIFTLOOP_METADATA_URL``), else from the
+file, else from the default. Errors name the key and where the value came from.
+Each backend receives its own small config object, never the whole config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from driftloop.errors import ConfigError
+
+__all__ = [
+    "CONFIG_FILE",
+    "SETTINGS",
+    "ArtifactConfig",
+    "Config",
+    "IngestConfig",
+    "MetadataConfig",
+    "Setting",
+    "env_var",
+    "load_config",
+    "parse_duration",
+]
+
+CONFIG_FILE = "driftloop.yaml"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """Parse ``"90s"``, ``"15m"``, ``"6h"``, ``"7d"``, ``"2w"`` (or seconds as a number)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '15m' or '7d', got {value!r}")
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"expected a duration like '15m' or '7d', got {value!r}")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _parse_str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    raise ValueError(f"expected an integer, got {value!r}")
+
+
+def _parse_duration(value: Any) -> timedelta:
+    if not isinstance(value, str | int | float | timedelta):
+        raise ValueError(f"expected a duration like '15m' or '7d', got {value!r}")
+    return parse_duration(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting: dotted key, parser, default and help text."""
+
+    key: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("name", _parse_str, "driftloop", "Project name, shown in listings."),
+    Setting(
+        "definitions",
+        _parse_str,
+        "definitions.py",
+        "Python module (path relative to the project) that declares sources, features and models.",
+    ),
+    Setting(
+        "metadata.url",
+        _parse_str,
+        "sqlite:///.driftloop/metadata.db",
+        "SQLAlchemy URL of the metadata store; relative SQLite paths are resolved "
+        "against the project folder. PostgreSQL: postgresql+psycopg://user@host/db.",
+    ),
+    Setting(
+        "artifacts.uri",
+        _parse_str,
+        ".driftloop/artifacts",
+        "Where content-addressed blobs live: a folder (relative to the project), "
+        "file://, memory://, s3://... or any fsspec protocol.",
+    ),
+    Setting(
+        "ingest.future_tolerance",
+        _parse_duration,
+        timedelta(minutes=5),
+        "How far in the future an event time may lie before the row is rejected "
+        "(clock skew allowance).",
+    ),
+    Setting(
+        "ingest.sample_failures",
+        _parse_int,
+        10,
+        "How many failing row numbers and values a validation report keeps per rule.",
+    ),
+)
+_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+def env_var(key: str) -> str:
+    """The environment variable that overrides a setting: ``DRIFTLOOP_METADATA_URL``."""
+    return "DRIFTLOOP_" + key.upper().replace(".", "_")
+
+
+@dataclass(frozen=True)
+class MetadataConfig:
+    url: str
+
+
+@dataclass(frozen=True)
+class ArtifactConfig:
+    uri: str
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    future_tolerance: timedelta = timedelta(minutes=5)
+    sample_failures: int = 10
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved configuration of one project."""
+
+    root: Path
+    name: str
+    definitions: Path
+    metadata: MetadataConfig
+    artifacts: ArtifactConfig
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    source: str | None = None  # the file it was read from, if any
+
+
+def _flatten(data: Mapping[str, Any], prefix: str, file: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"keys must be strings, got {key!r}", file=file)
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and not any(s.key == dotted for s in SETTINGS):
+            out.update(_flatten(value, dotted + ".", file))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", file=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}invalid YAML: {problem}", file=str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError("expected a mapping of settings at the top level", file=str(path))
+    flat = _flatten(data, "", str(path))
+    unknown = sorted(set(flat) - set(_BY_KEY))
+    if unknown:
+        raise ConfigError(
+            f"unknown setting (known: {', '.join(sorted(_BY_KEY))})",
+            key=unknown[0],
+            file=str(path),
+        )
+    return flat
+
+
+def _resolve_sqlite(url: str, root: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix:
+        rel = url[len(prefix) :]
+        if not rel.startswith(":memory:"):
+            return prefix + str((root / rel).resolve())
+    return url
+
+
+def load_config(root: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read ``root/driftloop.yaml`` (optional) and the environment into a :class:`Config`."""
+    root_path = Path(root).resolve()
+    env = os.environ if env is None else env
+    file_path = root_path / CONFIG_FILE
+    values = _read_file(file_path) if file_path.is_file() else {}
+    origin = str(file_path) if file_path.is_file() else None
+    resolved: dict[str, Any] = {}
+    for setting in SETTINGS:
+        name = env_var(setting.key)
+        where: str | None
+        if name in env:
+            raw, where = env[name], f"environment variable {name}"
+        elif setting.key in values:
+            raw, where = values[setting.key], origin
+        else:
+            resolved[setting.key] = setting.default
+            continue
+        try:
+            resolved[setting.key] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key=setting.key, file=where) from None
+    return Config(
+        root=root_path,
+        name=resolved["name"],
+        definitions=root_path / resolved["definitions"],
+        metadata=MetadataConfig(_resolve_sqlite(resolved["metadata.url"], root_path)),
+        artifacts=ArtifactConfig(resolved["artifacts.uri"]),
+        ingest=IngestConfig(
+            future_tolerance=resolved["ingest.future_tolerance"],
+            sample_failures=resolved["ingest.sample_failures"],
+        ),
+        source=origin,
+    )
