@@ -396,3 +396,26 @@ def test_stored_contract_bodies_parse_back(project: Project) -> None:
     """What the store keeps of a contract is enough to rebuild it exactly."""
     [version] = project.apply()
     assert parse_contract(version.contract.to_dict()) == version.contract
+
+
+def test_pii_values_appear_neither_in_profiles_nor_in_reports(project: Project) -> None:
+    """A column tagged pii keeps its counts in the profile, and its values nowhere."""
+    (project.root / "contracts" / "tx.yaml").write_text(
+        CONTRACT.replace(
+            "{name: customer, type: string, nullable: false}",
+            '{name: customer, type: string, nullable: false, pii: name, regex: "^c[0-9]+$"}',
+        )
+    )
+    project.__dict__.pop("definitions", None)
+    version = project.ingest("tx", _write(project, "b1.csv", GOOD_1))
+    customer = project.version(version.id).profile.columns["customer"]
+    assert customer.count == 20
+    assert customer.distinct == 3
+    assert customer.top == []
+    assert "c1" not in str(project.profile("tx").to_dict()["columns"]["customer"])
+    error = _rejected(
+        project, _write(project, "bad.csv", _csv(["tx_99,secret name,2024-05-10T10:00:00Z,1,EUR"]))
+    )
+    entry = project.quarantine_entry(error.quarantine_id)
+    assert "secret name" not in str(entry.report)
+    assert entry.validation.failures[0].values == ("<redacted pii:name>",)

@@ -25,7 +25,13 @@ from driftloop.core.config import IngestConfig
 from driftloop.core.hashing import new_id
 from driftloop.core.metadata import MetadataStore
 from driftloop.data.contract import Contract
-from driftloop.data.profile import DatasetProfile, diff_profiles, merge_profiles, profile_table
+from driftloop.data.profile import (
+    DatasetProfile,
+    diff_profiles,
+    merge_profiles,
+    profile_table,
+    redact_values,
+)
 from driftloop.data.readers import RawBatch
 from driftloop.data.tables import dataset_versions, ingest_log
 from driftloop.data.validation import ValidationReport, validate
@@ -203,7 +209,9 @@ def accept_batch(
             )
             return IngestOutcome(_from_row(existing, with_details=False), "duplicate")
     kinds = {c.name: c.profile_kind for c in contract.columns}
-    profile = profile_table(table, kinds)
+    profile = redact_values(
+        profile_table(table, kinds), [c.name for c in contract.columns if c.pii]
+    )
     ts = table.column(contract.event_time)
     bounds = pc.min_max(ts)
     event_min, event_max = bounds["min"].as_py(), bounds["max"].as_py()

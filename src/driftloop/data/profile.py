@@ -48,7 +48,7 @@ import base64
 import binascii
 import math
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -73,6 +73,7 @@ __all__ = [
     "diff_profiles",
     "merge_profiles",
     "profile_table",
+    "redact_values",
 ]
 
 ColumnKind = Literal["numeric", "categorical", "boolean", "timestamp"]
@@ -322,6 +323,20 @@ def profile_table(
             raise InputError("the table has two columns of this name", column=name)
         columns[name] = _profile_column(name, table.column(i), kind, top_k, bins)
     return DatasetProfile(rows=table.num_rows, columns=columns)
+
+
+def redact_values(profile: DatasetProfile, columns: Iterable[str]) -> DatasetProfile:
+    """Drop the values (top-k and tail) of categorical ``columns``, keeping their counts.
+
+    Used for PII-tagged columns: the profile still tells how many values, nulls and
+    distinct values (HyperLogLog) there are, and merges, but names none of them.
+    """
+    redacted = dict(profile.columns)
+    for name in columns:
+        col = redacted.get(name)
+        if isinstance(col, CategoricalProfile):
+            redacted[name] = replace(col, top=[], tail=[], other=col.count - col.nulls, top_error=0)
+    return DatasetProfile(rows=profile.rows, columns=redacted)
 
 
 def _infer_kind(t: pa.DataType) -> ColumnKind | None:
@@ -921,7 +936,7 @@ def _column_from_dict(d: Mapping[str, Any]) -> ColumnProfile:
         hll = zlib.decompress(base64.b64decode(d["hll"])) if d["hll"] else b""
         if hll and len(hll) != _HLL_M:
             raise ValueError(f"hll has {len(hll)} registers, expected {_HLL_M}")
-        top, tail = ([(str(v), int(c)) for v, c in d[key]] for key in ("top", "tail"))
+        top, tail = ([(str(v), int(c)) for v, c in d.get(key, [])] for key in ("top", "tail"))
         distinct, other, top_k, error = (
             int(d[k]) for k in ("distinct", "other", "top_k", "top_error")
         )
