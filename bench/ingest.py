@@ -111,6 +111,8 @@ def child(path: str, contract_path: str, out_dir: str) -> None:
 
     contract = load_contract(contract_path)
     kinds = {c.name: c.profile_kind for c in contract.columns}
+    validate(make_table(1000), contract, now=NOW)  # warm up lazily loaded kernels
+    libs_rss = _rss_mib()
     table = pq.read_table(path)
     arrow_bytes = table.nbytes
     base_rss = _rss_mib()
@@ -140,6 +142,7 @@ def child(path: str, contract_path: str, out_dir: str) -> None:
                 "write_parquet_s": t3 - t2,
                 "store_s": t4 - t3,
                 "parquet_mib": len(data) / 2**20,
+                "rss_libs_mib": libs_rss,
                 "rss_before_mib": base_rss,
                 "rss_peak_mib": peak_rss,
                 "arrow_pool_peak_mib": (pool.max_memory() or 0) / 2**20,
@@ -150,14 +153,46 @@ def child(path: str, contract_path: str, out_dir: str) -> None:
     )
 
 
+def child_project(path: str, contract_path: str, out_dir: str) -> None:
+    """The whole `Project.ingest` call on a Parquet file: read, hash, validate, profile,
+    write, store and record, as a user runs it."""
+    from driftloop import Project, SimulatedClock, Source, use_clock
+
+    root = Path(out_dir)
+    root.mkdir(parents=True)
+    (root / "driftloop.yaml").write_text("name: bench\n")
+    project = Project(root)
+    source = Source("tx", contract=contract_path)
+    with use_clock(SimulatedClock(NOW)):
+        project.apply(source)
+        libs_rss = _rss_mib()
+        t0 = time.perf_counter()
+        version = project.ingest(source, path)
+        elapsed = time.perf_counter() - t0
+    print(
+        json.dumps(
+            {
+                "project_ingest_s": elapsed,
+                "rows": version.rows,
+                "project_rss_peak_mib": _rss_mib(),
+                "project_rss_libs_mib": libs_rss,
+            }
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child-project", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
+        return
+    if args.child_project:
+        child_project(*args.child_project)
         return
     with tempfile.TemporaryDirectory() as tmp:
         data_path = Path(tmp) / "data.parquet"
@@ -182,11 +217,28 @@ def main() -> None:
                 text=True,
             )
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        whole = []
+        for i in range(args.repeat):
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child-project",
+                    str(data_path),
+                    str(contract_path),
+                    str(Path(tmp) / f"project{i}"),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            whole.append(json.loads(out.stdout.strip().splitlines()[-1]))
     best = min(runs, key=lambda r: r["validate_s"] + r["profile_s"])
     vp = best["validate_s"] + best["profile_s"]
     total = vp + best["write_parquet_s"] + best["store_s"]
     peak_extra = best["rss_peak_mib"] - best["rss_before_mib"]
-    peak_ratio = best["rss_peak_mib"] / best["arrow_mib"]
+    # the data plus everything the ingest allocates, over the interpreter and libraries
+    peak_ratio = (best["rss_peak_mib"] - best["rss_libs_mib"]) / best["arrow_mib"]
     result = {
         "bench": "ingest",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -196,10 +248,12 @@ def main() -> None:
         **best,
         "validate_profile_rows_per_s": best["rows"] / vp,
         "end_to_end_rows_per_s": best["rows"] / total,
-        "peak_rss_over_arrow": peak_ratio,
+        "peak_memory_over_arrow": peak_ratio,
         "extra_rss_over_arrow": peak_extra / best["arrow_mib"],
         "runs": len(runs),
+        "project_ingest_s": min(w["project_ingest_s"] for w in whole),
     }
+    fastest = min(whole, key=lambda w: w["project_ingest_s"])
     print(f"rows x columns           {best['rows']:,} x {best['columns']}")
     print(f"Arrow size               {best['arrow_mib']:.0f} MiB")
     print(f"validate                 {best['validate_s']:.3f} s")
@@ -214,11 +268,26 @@ def main() -> None:
     print(f"store blob (sha256)      {best['store_s']:.3f} s")
     print(f"end to end               {total:.3f} s = {result['end_to_end_rows_per_s']:,.0f} rows/s")
     print(
-        f"peak RSS                 {best['rss_peak_mib']:.0f} MiB = "
-        f"{peak_ratio:.2f}x the Arrow size"
-        "  (target < 3x; includes the input table and the interpreter)"
+        f"peak memory              {best['rss_peak_mib'] - best['rss_libs_mib']:.0f} MiB = "
+        f"{peak_ratio:.2f}x the Arrow size  (target < 3x; peak RSS {best['rss_peak_mib']:.0f} MiB"
+        f" minus {best['rss_libs_mib']:.0f} MiB of interpreter and libraries)"
     )
-    print(f"RSS added by the ingest  {peak_extra:.0f} MiB = {result['extra_rss_over_arrow']:.2f}x")
+    print(
+        f"added by the ingest      {peak_extra:.0f} MiB = {result['extra_rss_over_arrow']:.2f}x"
+        " (over the input table in memory)"
+    )
+    print(
+        f"Project.ingest(file)     {fastest['project_ingest_s']:.3f} s = "
+        f"{best['rows'] / fastest['project_ingest_s']:,.0f} rows/s  (read + hash + validate + "
+        "profile + write + record)"
+    )
+    project_peak = fastest["project_rss_peak_mib"] - fastest["project_rss_libs_mib"]
+    result["project_peak_memory_over_arrow"] = project_peak / best["arrow_mib"]
+    print(
+        f"  its peak memory        {project_peak:.0f} MiB = "
+        f"{result['project_peak_memory_over_arrow']:.2f}x the Arrow size (input file bytes, "
+        "table, Parquet output)"
+    )
     (HERE / "results").mkdir(exist_ok=True)
     with open(HERE / "results" / "ingest.jsonl", "a") as fh:
         fh.write(json.dumps(result) + "\n")
