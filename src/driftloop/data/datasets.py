@@ -174,6 +174,23 @@ def log_ingest(
     )
 
 
+def _duplicate(
+    conn: sa.Connection, *, source: str, digest: str, batch: RawBatch, who: str
+) -> IngestOutcome | None:
+    """The existing version with this content, logged as a duplicate ingest; else None."""
+    existing = conn.execute(
+        sa.select(*_SUMMARY_COLUMNS).where(
+            dataset_versions.c.source == source, dataset_versions.c.id == digest
+        )
+    ).first()
+    if existing is None:
+        return None
+    log_ingest(
+        conn, source=source, batch=batch, who=who, outcome="duplicate", dataset_version=digest
+    )
+    return IngestOutcome(_from_row(existing, with_details=False), "duplicate")
+
+
 def accept_batch(
     store: MetadataStore,
     artifacts: ArtifactStore,
@@ -193,21 +210,9 @@ def accept_batch(
     size = len(data)
     del data  # the blob is stored; free its buffer before profiling
     with store.transaction() as conn:
-        existing = conn.execute(
-            sa.select(*_SUMMARY_COLUMNS).where(
-                dataset_versions.c.source == source, dataset_versions.c.id == digest
-            )
-        ).first()
-        if existing is not None:
-            log_ingest(
-                conn,
-                source=source,
-                batch=batch,
-                who=who,
-                outcome="duplicate",
-                dataset_version=digest,
-            )
-            return IngestOutcome(_from_row(existing, with_details=False), "duplicate")
+        duplicate = _duplicate(conn, source=source, digest=digest, batch=batch, who=who)
+        if duplicate is not None:
+            return duplicate
     kinds = {c.name: c.profile_kind for c in contract.columns}
     profile = redact_values(
         profile_table(table, kinds), [c.name for c in contract.columns if c.pii]
@@ -231,21 +236,10 @@ def accept_batch(
         "created_at": now,
     }
     with store.transaction() as conn:
-        raced = conn.execute(
-            sa.select(*_SUMMARY_COLUMNS).where(
-                dataset_versions.c.source == source, dataset_versions.c.id == digest
-            )
-        ).first()
-        if raced is not None:
-            log_ingest(
-                conn,
-                source=source,
-                batch=batch,
-                who=who,
-                outcome="duplicate",
-                dataset_version=digest,
-            )
-            return IngestOutcome(_from_row(raced, with_details=False), "duplicate")
+        # another writer may have stored the same content while we profiled
+        duplicate = _duplicate(conn, source=source, digest=digest, batch=batch, who=who)
+        if duplicate is not None:
+            return duplicate
         conn.execute(dataset_versions.insert().values(**values))
         log_ingest(
             conn, source=source, batch=batch, who=who, outcome="accepted", dataset_version=digest
