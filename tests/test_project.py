@@ -419,3 +419,30 @@ def test_pii_values_appear_neither_in_profiles_nor_in_reports(project: Project) 
     entry = project.quarantine_entry(error.quarantine_id)
     assert "secret name" not in str(entry.report)
     assert entry.validation.failures[0].values == ("<redacted pii:name>",)
+
+
+def test_inputs_and_artifacts_can_live_on_any_fsspec_filesystem(tmp_path: Path) -> None:
+    """An input read from memory:// is stored in a memory:// artifact store and read back."""
+    import uuid
+
+    import fsspec
+
+    name = uuid.uuid4().hex
+    root = tmp_path / "proj"
+    (root / "contracts").mkdir(parents=True)
+    (root / "contracts" / "tx.yaml").write_text(CONTRACT)
+    (root / "definitions.py").write_text(DEFINITIONS)
+    (root / "driftloop.yaml").write_text(f"artifacts:\n  uri: memory://{name}/artifacts\n")
+    memory = fsspec.filesystem("memory")
+    with memory.open(f"/{name}/in/b1.csv", "wb") as fh:
+        fh.write(GOOD_1.encode())
+    try:
+        with use_clock(SimulatedClock(T0)), Project(root) as project:
+            version = project.ingest("tx", f"memory://{name}/in/b1.csv")
+            assert version.provenance["input_uri"] == f"memory://{name}/in/b1.csv"
+            assert project.artifacts.local_path(version.id) is None
+            assert project.read("tx").num_rows == 20
+            with pytest.raises(InputNotFound):
+                project.ingest("tx", f"memory://{name}/in/missing.csv")
+    finally:
+        memory.rm(f"/{name}", recursive=True)

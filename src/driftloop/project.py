@@ -76,7 +76,7 @@ def find_project_root(start: str | os.PathLike[str] = ".") -> Path:
         if (folder / CONFIG_FILE).is_file():
             return folder
     raise ConfigError(
-        f"no {CONFIG_FILE} in {here} or any folder above it "
+        "not found, nor in any folder above "
         "(run `driftloop init` to create a project, or pass --project)",
         file=str(here / CONFIG_FILE),
     )

@@ -37,14 +37,13 @@ from typing import Any
 import pyarrow
 import pyarrow.fs as pafs
 
+from driftloop.core.filesystems import resolve_uri
 from driftloop.errors import (
     ArtifactCorrupted,
     ArtifactError,
     ArtifactNotFound,
-    ConfigError,
     InputError,
     InputNotFound,
-    MissingExtraError,
 )
 
 __all__ = ["ArtifactStore"]
@@ -53,14 +52,6 @@ CHUNK_SIZE = 1 << 20
 """Bytes read or hashed at a time when streaming a blob."""
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-
-# Schemes pyarrow opens natively (with its own C++ clients). Everything else that
-# fsspec knows goes through fsspec; "file"/"local" URIs are plain local folders.
-_PYARROW_SCHEMES = frozenset({"s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss"})
-_LOCAL_SCHEMES = frozenset({"file", "local"})
-
-# fsspec protocol -> the driftloop extra that installs its package.
-_EXTRAS = {"s3": "s3", "s3a": "s3"}
 
 
 class ArtifactStore:
@@ -102,27 +93,8 @@ class ArtifactStore:
         ``gs://``, ``abfs://``, ``hdfs://`` (pyarrow's native clients) and any
         other protocol fsspec knows (``sftp://``, ``az://``, ...).
         """
-        scheme, sep, _ = uri.partition("://")
-        if not sep:
-            path = pathlib.Path(uri).expanduser()
-            if not path.is_absolute():
-                path = (base_dir if base_dir is not None else pathlib.Path.cwd()) / path
-            resolved = os.path.abspath(path)
-            return cls(pafs.LocalFileSystem(), resolved, uri=resolved)
-        scheme = scheme.lower()
-        if scheme in _LOCAL_SCHEMES:
-            filesystem, root = _pyarrow_from_uri(uri)
-            resolved = os.path.normpath(root)
-            return cls(filesystem, root, uri=resolved)
-        if scheme in _PYARROW_SCHEMES:
-            try:
-                filesystem, root = _pyarrow_from_uri(uri)
-            except (ImportError, pyarrow.ArrowNotImplementedError):
-                # This pyarrow build lacks the client; fsspec may still have one.
-                filesystem, root = _fsspec_from_uri(uri, scheme)
-            return cls(filesystem, root, uri=uri.rstrip("/"))
-        filesystem, root = _fsspec_from_uri(uri, scheme)
-        return cls(filesystem, root, uri=uri.rstrip("/"))
+        location = resolve_uri(uri, base_dir=base_dir, what="artifact store")
+        return cls(location.filesystem, location.path, uri=location.display)
 
     # -- properties -------------------------------------------------------
 
@@ -388,42 +360,3 @@ def _fsync(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _pyarrow_from_uri(uri: str) -> tuple[pafs.FileSystem, str]:
-    try:
-        return pafs.FileSystem.from_uri(uri)  # type: ignore[no-any-return]
-    except pyarrow.ArrowInvalid as exc:
-        raise ConfigError(f"invalid artifact store uri {uri!r}: {exc}", key="uri") from exc
-    except OSError as exc:
-        raise ArtifactError(f"cannot open the artifact store {uri}: {exc}", location=uri) from exc
-
-
-def _fsspec_from_uri(uri: str, protocol: str) -> tuple[pafs.FileSystem, str]:
-    import fsspec
-
-    try:
-        fs_class = fsspec.get_filesystem_class(protocol)
-    except ValueError as exc:
-        raise ConfigError(
-            f"unknown protocol {protocol!r} in artifact store uri {uri!r}", key="uri"
-        ) from exc
-    except ImportError as exc:
-        cause = exc.__cause__
-        package = getattr(cause, "name", None) or protocol
-        feature = f"the artifact store at {uri}"
-        extra = _EXTRAS.get(protocol)
-        if extra is not None:
-            raise MissingExtraError(feature, extra=extra, package=package) from exc
-        raise ConfigError(
-            f"{feature} needs the {package!r} package ({exc}): pip install {package}", key="uri"
-        ) from exc
-    try:
-        fs = fsspec.filesystem(protocol)
-    except (TypeError, ValueError, OSError) as exc:
-        raise ConfigError(
-            f"cannot open artifact store uri {uri!r} with fsspec: {exc}", key="uri"
-        ) from exc
-    root = str(fs_class._strip_protocol(uri))
-    handler = pafs.FSSpecHandler(fs)
-    return pafs.PyFileSystem(handler), root

@@ -21,6 +21,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from pyarrow import ipc
 
+from driftloop.core.filesystems import resolve_uri
 from driftloop.core.hashing import sha256_bytes
 from driftloop.errors import InputError, InputNotFound
 
@@ -99,26 +100,21 @@ def _format_of(path: str, given: str | None) -> Format:
 
 
 def _read_bytes(path: str) -> tuple[bytes, str]:
-    if "://" in path and not path.startswith("file://"):
-        import pyarrow.fs as pafs
-
-        try:
-            fs, inner = pafs.FileSystem.from_uri(path)
-            with fs.open_input_stream(inner) as stream:
-                return stream.read(), path
-        except FileNotFoundError:
-            raise InputNotFound(path) from None
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise InputError(f"cannot open: {exc}", path=path) from None
-    local = Path(path.removeprefix("file://"))
+    """The file's bytes and its location for provenance (an absolute path when local)."""
+    location = resolve_uri(path, what="input")
     try:
-        return local.read_bytes(), str(local.resolve())
+        if location.local:
+            return Path(location.path).read_bytes(), location.display
+        with location.filesystem.open_input_stream(location.path) as stream:
+            return stream.read(), location.display
     except FileNotFoundError:
         raise InputNotFound(path) from None
     except IsADirectoryError:
         raise InputError("is a directory, not a file", path=path) from None
     except PermissionError:
         raise InputError("permission denied", path=path) from None
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"cannot read: {exc}", path=path) from None
 
 
 def _line_at(data: bytes, offset: int) -> int:
