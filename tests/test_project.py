@@ -446,3 +446,33 @@ def test_inputs_and_artifacts_can_live_on_any_fsspec_filesystem(tmp_path: Path) 
                 project.ingest("tx", f"memory://{name}/in/missing.csv")
     finally:
         memory.rm(f"/{name}", recursive=True)
+
+
+def test_concurrent_ingests_of_the_same_content_make_one_version(project: Project) -> None:
+    """Writers racing on a new source and identical content all succeed, with one version."""
+    import contextvars
+    import threading
+
+    path = _write(project, "b1.csv", GOOD_1)
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def ingest() -> None:
+        try:
+            with Project(project.root) as other:
+                outcomes.append(other.ingest_outcome("tx", path).outcome)
+        except BaseException as exc:
+            errors.append(exc)
+
+    # each thread runs in a copy of this context, so it reads the same simulated clock
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(ingest,)) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(outcomes) == ["accepted", "duplicate", "duplicate", "duplicate"]
+    assert len(project.versions("tx")) == 1
+    assert [h.version for h in project.contract_history("tx")] == [1]

@@ -235,15 +235,28 @@ def accept_batch(
         "provenance": provenance,
         "created_at": now,
     }
-    with store.transaction() as conn:
-        # another writer may have stored the same content while we profiled
-        duplicate = _duplicate(conn, source=source, digest=digest, batch=batch, who=who)
-        if duplicate is not None:
-            return duplicate
-        conn.execute(dataset_versions.insert().values(**values))
-        log_ingest(
-            conn, source=source, batch=batch, who=who, outcome="accepted", dataset_version=digest
-        )
+    try:
+        with store.transaction() as conn:
+            # another writer may have stored the same content while we profiled
+            duplicate = _duplicate(conn, source=source, digest=digest, batch=batch, who=who)
+            if duplicate is not None:
+                return duplicate
+            conn.execute(dataset_versions.insert().values(**values))
+            log_ingest(
+                conn,
+                source=source,
+                batch=batch,
+                who=who,
+                outcome="accepted",
+                dataset_version=digest,
+            )
+    except sa.exc.IntegrityError:
+        # a concurrent writer inserted it between our check and our insert (PostgreSQL)
+        with store.transaction() as conn:
+            duplicate = _duplicate(conn, source=source, digest=digest, batch=batch, who=who)
+        if duplicate is None:
+            raise
+        return duplicate
     version = DatasetVersion(
         source=source,
         id=digest,

@@ -103,8 +103,16 @@ def register_source(
 
     An unchanged contract returns its existing version. A changed one becomes the
     next version when every change is additive; a breaking change raises
-    :class:`BreakingContractChange` listing them, and nothing is written.
+    :class:`BreakingContractChange` listing them, and nothing is written. Safe to call
+    from several processes at once: a writer that loses a race reads the winner's row.
     """
+    try:
+        return _register(store, name, contract, who=who)
+    except sa.exc.IntegrityError:
+        return _register(store, name, contract, who=who)
+
+
+def _register(store: MetadataStore, name: str, contract: Contract, *, who: str) -> ContractVersion:
     now = clock.now()
     digest = contract.hash
     with store.transaction() as conn:
