@@ -1,0 +1,24 @@
+"""The examples in docstrings run and give what they show."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "driftloop.core.clock",
+    "driftloop.data.contract",
+    "driftloop.data.profile",
+    "driftloop.core.artifacts",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_hold(name: str) -> None:
+    """Every >>> example in the module's docstrings passes."""
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
