@@ -31,6 +31,7 @@ from driftloop.core.metadata import MetadataStore
 from driftloop.core.provenance import current_user
 from driftloop.data import ingest as ingest_mod
 from driftloop.data import quarantine as quarantine_mod
+from driftloop.data.contract import Contract
 from driftloop.data.datasets import (
     DatasetVersion,
     IngestOutcome,
@@ -167,6 +168,21 @@ class Project:
     def declared_sources(self) -> dict[str, Source]:
         return self.definitions.sources
 
+    def contract(self, source: str) -> tuple[Contract, int | None]:
+        """The source's registered contract and its version; for a source declared but not
+        yet registered, the declared contract and ``None``."""
+        for state in self.sources():
+            if state.name == source:
+                return state.contract, state.contract_version
+        declared = self.definitions.sources.get(source)
+        if declared is None:
+            raise self._unknown_source(source)
+        return declared.load_contract(self.root), None
+
+    def _unknown_source(self, name: str) -> NotFoundError:
+        known = sorted({*self.definitions.sources, *(s.name for s in self.sources())})
+        return NotFoundError("source", name, known=known)
+
     def contract_history(self, source: str) -> list[ContractVersion]:
         return contract_history(self.store, source)
 
@@ -179,8 +195,7 @@ class Project:
         try:
             state = get_source_state(self.store, source)
         except NotFoundError:
-            known = sorted({*self.definitions.sources, *(s.name for s in self.sources())})
-            raise NotFoundError("source", source, known=known) from None
+            raise self._unknown_source(source) from None
         return SourceContract(state.name, state.contract, state.contract_version)
 
     def _context(self, who: str | None) -> IngestContext:

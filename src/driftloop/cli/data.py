@@ -31,10 +31,9 @@ from driftloop.cli.output import (
     session,
     table,
 )
-from driftloop.data.contract import Contract
 from driftloop.data.datasets import DatasetVersion
 from driftloop.data.quarantine import QuarantineEntry
-from driftloop.errors import BatchRejected, InputError, InputNotFound, NotFoundError
+from driftloop.errors import BatchRejected, InputError, InputNotFound
 from driftloop.project import Project
 
 __all__ = ["app", "quarantine_app"]
@@ -61,18 +60,6 @@ def _project(ctx: typer.Context) -> Project:
     return session(ctx).project()
 
 
-def _contract_of(project: Project, name: str) -> tuple[Contract, int | None]:
-    """The registered contract of ``name`` (and its version), else the declared one."""
-    for state in project.sources():
-        if state.name == name:
-            return state.contract, state.contract_version
-    declared = project.declared_sources().get(name)
-    if declared is None:
-        known = sorted({*project.declared_sources(), *(s.name for s in project.sources())})
-        raise NotFoundError("source", name, known=known)
-    return declared.load_contract(project.root), None
-
-
 def _as_of_label(as_of: datetime | None) -> str:
     return f" as of {fmt_time(as_of)}" if as_of else ""
 
@@ -90,7 +77,7 @@ def sources(ctx: typer.Context, as_json: JsonOption = False) -> None:
     project = _project(ctx)
     listing = []
     for entry in project.status()["sources"]:
-        contract, _ = _contract_of(project, entry["name"])
+        contract, _ = project.contract(entry["name"])
         listing.append(
             {
                 "name": entry["name"],
@@ -178,7 +165,7 @@ def contract(
             for change in v.changes or (["first version"] if v.version == 1 else []):
                 out.print(f"  {change}", soft_wrap=True)
         return
-    body, version = _contract_of(project, source)
+    body, version = project.contract(source)
     if as_json:
         print_json(
             {
