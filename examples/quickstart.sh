@@ -66,6 +66,24 @@ if [ "$ROWS" -ne 2000 ]; then
     exit 1
 fi
 
+step "Feature views registered by apply: latest values and windowed aggregates per customer"
+driftloop features list
+
+step "Labels to train on: each transaction's customer, time and fraud flag"
+driftloop data export transactions --columns customer_id,event_time,is_fraud --output export/labels.parquet
+
+step "A point-in-time correct training set: features as known at each label's time"
+driftloop features training-set --entities export/labels.parquet \
+    --features last_transaction:amount,last_transaction:channel,customer_spend:* \
+    --output export/training.parquet
+
+step "Materialize the latest values into the online store (SQLite)"
+driftloop materialize
+
+CUSTOMER=$(python -c 'import pyarrow.parquet as pq; print(pq.read_table("export/labels.parquet").column("customer_id")[0])')
+step "Online features of customer $CUSTOMER, with their age"
+driftloop features online --features last_transaction:*,customer_spend:* --key customer_id="$CUSTOMER"
+
 step "Project status"
 driftloop status
 

@@ -12,6 +12,8 @@ MODULES = [
     "driftloop.data.contract",
     "driftloop.data.profile",
     "driftloop.core.artifacts",
+    "driftloop.features.online",
+    "driftloop.features.online_sqlite",
 ]
 
 

@@ -278,7 +278,7 @@ def test_an_additive_contract_change_is_a_new_version_and_old_data_reads_as_null
     path = project.root / "contracts" / "tx.yaml"
     path.write_text(CONTRACT.replace("batch:", "  - {name: channel, type: category}\nbatch:"))
     project.__dict__.pop("definitions", None)
-    [applied] = project.apply()
+    [applied] = project.apply().sources
     assert applied.version == 2
     assert applied.changes == ["nullable column 'channel' added"]
     table = project.read("tx")
@@ -394,7 +394,7 @@ def test_status_summarises_sources(project: Project) -> None:
 
 def test_stored_contract_bodies_parse_back(project: Project) -> None:
     """What the store keeps of a contract is enough to rebuild it exactly."""
-    [version] = project.apply()
+    [version] = project.apply().sources
     assert parse_contract(version.contract.to_dict()) == version.contract
 
 

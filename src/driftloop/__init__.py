@@ -8,12 +8,17 @@ from driftloop._version import __version__
 from driftloop.core.clock import SimulatedClock, use_clock
 from driftloop.data.contract import BatchRules, Column, Contract, load_contract
 from driftloop.data.sources import Source
+from driftloop.features.definitions import Aggregate, Entity, Feature, FeatureView
 from driftloop.project import Project
 
 __all__ = [
+    "Aggregate",
     "BatchRules",
     "Column",
     "Contract",
+    "Entity",
+    "Feature",
+    "FeatureView",
     "Project",
     "SimulatedClock",
     "Source",

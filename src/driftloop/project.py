@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -58,8 +58,20 @@ from driftloop.errors import (
     DefinitionError,
     NotFoundError,
 )
+from driftloop.features.definitions import Entity, FeatureView
+from driftloop.features.registry import (
+    RegisteredView,
+    list_views,
+    register_entity,
+    register_view,
+    resolve_view,
+)
 
-__all__ = ["Definitions", "Project", "find_project_root"]
+if TYPE_CHECKING:
+    from driftloop.features.online import OnlineStore
+    from driftloop.features.store import FeatureContext, MaterializeResult, TrainingSet
+
+__all__ = ["Applied", "AppliedView", "Definitions", "Project", "find_project_root"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,25 @@ class Definitions:
 
     sources: dict[str, Source] = field(default_factory=dict)
     file: Path | None = None
+    entities: dict[str, Entity] = field(default_factory=dict)
+    views: dict[str, FeatureView] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AppliedView:
+    """A feature view registered by :meth:`Project.apply`."""
+
+    name: str
+    version: str
+    new: bool
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What :meth:`Project.apply` registered: source contracts and feature view versions."""
+
+    sources: list[ContractVersion]
+    views: list[AppliedView]
 
 
 def find_project_root(start: str | os.PathLike[str] = ".") -> Path:
@@ -102,14 +133,22 @@ def _load_definitions(path: Path) -> Definitions:
         ) from exc
     finally:
         sys.modules.pop(name, None)
-    found: dict[str, Source] = {}
+    found: dict[type, dict[str, Any]] = {Source: {}, Entity: {}, FeatureView: {}}
     for value in vars(module).values():
-        if isinstance(value, Source):
-            other = found.get(value.name)
-            if other is not None and other is not value:
-                raise DefinitionError(f"source {value.name!r} is defined twice", file=str(path))
-            found[value.name] = value
-    return Definitions(sources=dict(sorted(found.items())), file=path)
+        kind = type(value)
+        if kind not in found:
+            continue
+        other = found[kind].get(value.name)
+        if other is not None and other is not value:
+            label = {Source: "source", Entity: "entity", FeatureView: "feature view"}[kind]
+            raise DefinitionError(f"{label} {value.name!r} is defined twice", file=str(path))
+        found[kind][value.name] = value
+    return Definitions(
+        sources=dict(sorted(found[Source].items())),
+        file=path,
+        entities=dict(sorted(found[Entity].items())),
+        views=dict(sorted(found[FeatureView].items())),
+    )
 
 
 class Project:
@@ -138,7 +177,16 @@ class Project:
     def definitions(self) -> Definitions:
         return _load_definitions(self.config.definitions)
 
+    @cached_property
+    def online(self) -> OnlineStore:
+        """The online feature store (``online.url``), opened on first use."""
+        from driftloop.features.online import open_online_store
+
+        return open_online_store(self.config.online.url)
+
     def close(self) -> None:
+        if "online" in self.__dict__:
+            self.online.close()
         if "store" in self.__dict__:
             self.store.close()
 
@@ -150,16 +198,31 @@ class Project:
 
     # -- definitions --------------------------------------------------------------
 
-    def apply(self, *objects: Source) -> list[ContractVersion]:
+    def apply(self, *objects: Source | Entity | FeatureView) -> Applied:
         """Register definitions: the given objects, or everything the definitions module
-        declares. Each source's contract becomes a new version when it changed compatibly;
-        a breaking change raises :class:`~driftloop.errors.BreakingContractChange`."""
-        targets = list(objects) or list(self.definitions.sources.values())
+        declares. Each source's contract becomes a new version when it changed compatibly
+        (a breaking change raises :class:`~driftloop.errors.BreakingContractChange`); each
+        feature view is recorded under the hash of its definition."""
+        if objects:
+            sources = [o for o in objects if isinstance(o, Source)]
+            entities = [o for o in objects if isinstance(o, Entity)]
+            views = [o for o in objects if isinstance(o, FeatureView)]
+        else:
+            sources = list(self.definitions.sources.values())
+            entities = list(self.definitions.entities.values())
+            views = list(self.definitions.views.values())
         who = current_user()
-        return [
+        contracts = [
             register_source(self.store, s.name, s.load_contract(self.root), who=who)
-            for s in targets
+            for s in sources
         ]
+        for entity in entities:
+            register_entity(self.store, entity)
+        applied = []
+        for view in views:
+            version, new = register_view(self.store, view, who=who)
+            applied.append(AppliedView(view.name, version, new))
+        return Applied(contracts, applied)
 
     def sources(self) -> list[SourceState]:
         """Sources registered in the metadata store (after ``apply`` or a first ingest)."""
@@ -190,7 +253,9 @@ class Project:
         """Register the declared contract of ``source`` (if declared) and return it."""
         if isinstance(source, Source) or source in self.definitions.sources:
             declared = source if isinstance(source, Source) else self.definitions.sources[source]
-            applied = self.apply(declared)[0]
+            applied = register_source(
+                self.store, declared.name, declared.load_contract(self.root), who=current_user()
+            )
             return SourceContract(declared.name, applied.contract, applied.version)
         try:
             state = get_source_state(self.store, source)
@@ -287,6 +352,88 @@ class Project:
     ) -> QuarantineEntry:
         return quarantine_mod.drop(
             self.store, self.artifacts, entry_id, who=who or current_user(), purge=purge
+        )
+
+    # -- features -----------------------------------------------------------------
+
+    def _features(self, who: str | None = None) -> FeatureContext:
+        from driftloop.features.store import FeatureContext
+
+        return FeatureContext(
+            store=self.store,
+            artifacts=self.artifacts,
+            offline=self.config.offline,
+            declared=self.definitions.views,
+            who=who or current_user(),
+        )
+
+    def feature_views(self, name: str | None = None) -> list[RegisteredView]:
+        """Registered feature view versions (the current one of each flagged)."""
+        return list_views(self.store, name)
+
+    def feature_view(self, ref: str) -> FeatureView:
+        """A feature view by ``name`` (current version) or ``name@version``."""
+        name, _, version = ref.partition("@")
+        return resolve_view(self.store, name, version or None, self.definitions.views)
+
+    def get_training_set(
+        self,
+        entity_rows: Any,
+        features: Sequence[str],
+        *,
+        timestamp_column: str = "event_time",
+        full_names: bool = False,
+        missing_flags: bool = False,
+        store: bool = True,
+    ) -> TrainingSet:
+        """Point-in-time correct features for each entity row (keys + timestamp).
+
+        Every input row comes back once, in input order, with each feature as it was
+        (or would have been) known at the row's timestamp. The result is stored as an
+        immutable training set with its lineage (``store=False`` skips that).
+        """
+        from driftloop.features.store import get_training_set
+
+        return get_training_set(
+            self._features(),
+            entity_rows,
+            features,
+            timestamp_column=timestamp_column,
+            full_names=full_names,
+            missing_flags=missing_flags,
+            store=store,
+        )
+
+    def training_set(self, ref: str) -> TrainingSet:
+        """A stored training set by id or unambiguous prefix."""
+        from driftloop.features.store import load_training_set
+
+        return load_training_set(self._features(), ref)
+
+    def materialize(
+        self,
+        views: Sequence[str] | None = None,
+        *,
+        until: datetime | None = None,
+        full: bool = False,
+    ) -> list[MaterializeResult]:
+        """Write the latest feature values as of ``until`` (default: now) to the online
+        store, incrementally from each view's watermark (``full=True``: every entity)."""
+        from driftloop.features.store import materialize
+
+        names = list(views) if views else [v.name for v in self.feature_views() if v.current]
+        targets = [self.feature_view(name) for name in names]
+        return materialize(self._features(), self.online, targets, until=until, full=full)
+
+    def get_online_features(
+        self, entity_keys: Any, features: Sequence[str], *, full_names: bool = False
+    ) -> pa.Table:
+        """The materialized feature values of each entity, with their age; values older
+        than a view's TTL come back as its defaults, marked stale."""
+        from driftloop.features.store import get_online_features
+
+        return get_online_features(
+            self._features(), self.online, entity_keys, features, full_names=full_names
         )
 
     # -- status -------------------------------------------------------------------

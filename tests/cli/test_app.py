@@ -206,15 +206,23 @@ def test_apply_registers_each_source_with_its_contract_version(project: Path) ->
     """apply prints each source with contract v1 the first time, unchanged the second."""
     first = cli("-p", project, "apply")
     assert first.exit_code == 0, first.output
-    assert first.stdout.split() == ["transactions", "contract", "v1", "registered"]
+    lines = [line.split() for line in first.stdout.splitlines()]
+    assert lines[0] == ["transactions", "contract", "v1", "registered"]
+    assert {tuple(line[:2]) for line in lines[1:]} == {
+        ("customer_spend", "feature"),
+        ("last_transaction", "feature"),
+    }
     contract = json.loads(cli("-p", project, "data", "contract", "transactions", "--json").stdout)
     again = cli("-p", project, "apply", "--json")
+    again_views = json.loads(again.stdout)["feature_views"]
+    assert {v["status"] for v in again_views} == {"unchanged"}
     assert json.loads(again.stdout) == {
         "project": "shop",
         "sources": [{
             "name": "transactions", "contract_version": 1, "hash": contract["hash"],
             "status": "unchanged", "changes": [],
         }],
+        "feature_views": again_views,
     }  # fmt: skip
 
 

@@ -297,3 +297,17 @@ def test_missing_fsspec_package_names_the_extra() -> None:
     assert excinfo.value.extra == "s3"
     assert excinfo.value.package == "s3fs"
     assert "driftloop[s3]" in str(excinfo.value)
+
+
+def test_a_verified_local_path_is_rechecked_when_the_blob_changes(tmp_path: pathlib.Path) -> None:
+    """verified_local_path hashes a blob once, and again after its bytes change on disk."""
+    store = ArtifactStore.from_uri(str(tmp_path / "store"))
+    digest = store.put_bytes(b"payload")
+    path = store.verified_local_path(digest)
+    assert path is not None
+    assert pathlib.Path(path).read_bytes() == b"payload"
+    assert store.verified_local_path(digest) == path
+    pathlib.Path(path).chmod(0o644)
+    pathlib.Path(path).write_bytes(b"tampered")
+    with pytest.raises(ArtifactCorrupted, match=digest):
+        store.verified_local_path(digest)

@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 
 from driftloop import __version__
 from driftloop.cli import data as data_cmd
+from driftloop.cli import features as features_cmd
 from driftloop.cli import init as init_cmd
 from driftloop.cli.output import (
     JsonOption,
@@ -204,7 +205,7 @@ def apply(ctx: typer.Context, as_json: JsonOption = False) -> None:
     before = {s.name: s.contract_version for s in project.sources()}
     applied = project.apply()
     results: list[dict[str, Any]] = []
-    for cv in applied:
+    for cv in applied.sources:
         old = before.get(cv.source)
         status = "new" if old is None else ("unchanged" if old == cv.version else "changed")
         results.append(
@@ -216,13 +217,17 @@ def apply(ctx: typer.Context, as_json: JsonOption = False) -> None:
                 "changes": cv.changes if status == "changed" else [],
             }
         )
+    views = [
+        {"name": v.name, "version": v.version, "status": "new" if v.new else "unchanged"}
+        for v in applied.views
+    ]
     if as_json:
-        print_json({"project": project.config.name, "sources": results})
+        print_json({"project": project.config.name, "sources": results, "feature_views": views})
         return
     out = console()
-    if not results:
+    if not results and not views:
         definitions = project.config.definitions
-        out.print(f"nothing to apply: {definitions} declares no sources")
+        out.print(f"nothing to apply: {definitions} declares no sources or feature views")
         return
     for r in results:
         label = {"new": "registered", "changed": "updated", "unchanged": "unchanged"}
@@ -235,6 +240,17 @@ def apply(ctx: typer.Context, as_json: JsonOption = False) -> None:
         )
         for change in r["changes"]:
             out.print(f"  + {change}", soft_wrap=True)
+    for v in views:
+        out.print(
+            Text.assemble(
+                (v["name"], "bold"),
+                f"  feature view @{v['version']}  ",
+                (
+                    "registered" if v["status"] == "new" else "unchanged",
+                    "green" if v["status"] == "new" else "dim",
+                ),
+            )
+        )
 
 
 @app.command()
@@ -292,6 +308,8 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(features_cmd.app, name="features")
+app.command("materialize")(features_cmd.materialize_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -82,6 +82,7 @@ class ArtifactStore:
         if uri is None:
             uri = os.path.normpath(self._root) if self._local else f"{filesystem.type_name}:{root}"
         self._uri = uri
+        self._verified: dict[str, tuple[int, int]] = {}
 
     @classmethod
     def from_uri(cls, uri: str, *, base_dir: pathlib.Path | None = None) -> ArtifactStore:
@@ -286,6 +287,23 @@ class ArtifactStore:
         if not self.exists(digest):
             raise ArtifactNotFound(digest, location=self._uri)
         return self._location(rel)
+
+    def verified_local_path(self, digest: str) -> str | None:
+        """Like :meth:`local_path`, after verifying the blob's hash.
+
+        A blob verified once is not re-hashed while its size and modification time stay
+        the same, so engines that scan the same Parquet files repeatedly pay for the
+        check once per process.
+        """
+        path = self.local_path(digest)
+        if path is None:
+            return None
+        stat = os.stat(path)
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        if self._verified.get(digest) != stamp:
+            self.verify(digest)
+            self._verified[digest] = stamp
+        return path
 
     def digests(self) -> Iterator[str]:
         """Every stored digest, in sorted order."""

@@ -28,6 +28,8 @@ __all__ = [
     "Config",
     "IngestConfig",
     "MetadataConfig",
+    "OfflineConfig",
+    "OnlineConfig",
     "Setting",
     "env_var",
     "load_config",
@@ -116,6 +118,33 @@ SETTINGS: tuple[Setting, ...] = (
         "(clock skew allowance).",
     ),
     Setting(
+        "online.url",
+        _parse_str,
+        "sqlite:///.driftloop/online.db",
+        "Online feature store: sqlite:///path (relative to the project), redis://host:port/db "
+        "(needs driftloop[redis]) or memory://.",
+    ),
+    Setting(
+        "offline.memory_limit",
+        _parse_str,
+        "4GB",
+        "DuckDB memory limit for point-in-time joins and aggregates; beyond it DuckDB "
+        "spills to offline.temp_directory.",
+    ),
+    Setting(
+        "offline.threads",
+        _parse_int,
+        0,
+        "DuckDB threads for offline feature computation (0: one per core).",
+    ),
+    Setting(
+        "offline.temp_directory",
+        _parse_str,
+        ".driftloop/duckdb-tmp",
+        "Where DuckDB spills when a join does not fit in offline.memory_limit (relative to "
+        "the project).",
+    ),
+    Setting(
         "ingest.sample_failures",
         _parse_int,
         10,
@@ -147,6 +176,18 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class OnlineConfig:
+    url: str = "sqlite:///.driftloop/online.db"
+
+
+@dataclass(frozen=True)
+class OfflineConfig:
+    memory_limit: str = "4GB"
+    threads: int = 0
+    temp_directory: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """The resolved configuration of one project."""
 
@@ -156,6 +197,8 @@ class Config:
     metadata: MetadataConfig
     artifacts: ArtifactConfig
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
     source: str | None = None  # the file it was read from, if any
 
 
@@ -239,6 +282,12 @@ def load_config(root: str | os.PathLike[str], env: Mapping[str, str] | None = No
         ingest=IngestConfig(
             future_tolerance=resolved["ingest.future_tolerance"],
             sample_failures=resolved["ingest.sample_failures"],
+        ),
+        online=OnlineConfig(_resolve_sqlite(resolved["online.url"], root_path)),
+        offline=OfflineConfig(
+            memory_limit=resolved["offline.memory_limit"],
+            threads=resolved["offline.threads"],
+            temp_directory=root_path / resolved["offline.temp_directory"],
         ),
         source=origin,
     )

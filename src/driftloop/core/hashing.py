@@ -12,7 +12,7 @@ from driftloop.core import clock
 __all__ = ["canonical_json", "new_id", "sha256_bytes", "sha256_json"]
 
 
-def sha256_bytes(data: bytes) -> str:
+def sha256_bytes(data: bytes | bytearray | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
