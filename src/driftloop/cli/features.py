@@ -199,8 +199,9 @@ def training_set(
     if as_json:
         print_json({**result.to_dict(), "output": str(output)})
         return
+    short = (result.id or "")[:12]
     console().print(
-        f"training set {result.id[:12]}: {fmt_count(result.table.num_rows)} rows, "
+        f"training set {short}: {fmt_count(result.table.num_rows)} rows, "
         f"{len(result.table.column_names)} columns -> {output}",
         soft_wrap=True,
     )

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -64,9 +65,12 @@ class FeatureContext:
 
 @dataclass(frozen=True)
 class TrainingSet:
-    """A stored, immutable training set: the table and where every value came from."""
+    """A training set: the table and where every value came from.
 
-    id: str
+    ``id`` is the sha256 of its stored Parquet file, or None when it was not stored.
+    """
+
+    id: str | None
     table: pa.Table = field(repr=False)
     features: list[str]
     views: list[dict[str, str]]
@@ -187,7 +191,7 @@ def _entity_relation(
     ts: pa.ChunkedArray,
     name: str,
 ) -> str:
-    columns: dict[str, Any] = {"__row": pa.array(range(rows.num_rows), pa.int64())}
+    columns: dict[str, Any] = {"__row": pa.array(np.arange(rows.num_rows, dtype=np.int64))}
     for key, type_ in view.entity.keys.items():
         if key not in rows.column_names:
             raise InputError(
@@ -292,34 +296,35 @@ def get_training_set(
     views = [{"name": s.view.name, "version": s.view.version} for s in selections]
     refs_out = [str(r) for r in refs]
     now = clock.now()
+    if not store:
+        return TrainingSet(None, table, refs_out, views, used, now)
     data = write_parquet(table)
-    digest = sha256_bytes(data) if not store else ctx.artifacts.put_bytes(data)
-    if store:
-        entity_digest = sha256_bytes(write_parquet(rows))
-        with ctx.store.transaction() as conn:
-            exists = conn.execute(
-                sa.select(training_sets.c.id).where(training_sets.c.id == digest)
-            ).first()
-            if exists is None:
-                conn.execute(
-                    training_sets.insert().values(
-                        id=digest,
-                        rows=table.num_rows,
-                        bytes=len(data),
-                        schema=[{"name": f.name, "type": str(f.type)} for f in table.schema],
-                        entity_rows_sha256=entity_digest,
-                        features=refs_out,
-                        views=views,
-                        dataset_versions=used,
-                        options={
-                            "timestamp_column": timestamp_column,
-                            "full_names": full_names,
-                            "missing_flags": missing_flags,
-                        },
-                        created_at=now,
-                        created_by=ctx.who,
-                    )
+    digest = ctx.artifacts.put_bytes(data)
+    entity_digest = sha256_bytes(write_parquet(rows))
+    with ctx.store.transaction() as conn:
+        exists = conn.execute(
+            sa.select(training_sets.c.id).where(training_sets.c.id == digest)
+        ).first()
+        if exists is None:
+            conn.execute(
+                training_sets.insert().values(
+                    id=digest,
+                    rows=table.num_rows,
+                    bytes=len(data),
+                    schema=[{"name": f.name, "type": str(f.type)} for f in table.schema],
+                    entity_rows_sha256=entity_digest,
+                    features=refs_out,
+                    views=views,
+                    dataset_versions=used,
+                    options={
+                        "timestamp_column": timestamp_column,
+                        "full_names": full_names,
+                        "missing_flags": missing_flags,
+                    },
+                    created_at=now,
+                    created_by=ctx.who,
                 )
+            )
     return TrainingSet(digest, table, refs_out, views, used, now)
 
 
