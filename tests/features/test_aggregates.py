@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import doctest
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -15,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from driftloop.errors import DefinitionError
+from driftloop.features import aggregates
 from driftloop.features.aggregates import Plan, window_aggregates
 from driftloop.features.definitions import Aggregate, Entity, FeatureView
 from driftloop.features.sourcedata import SourceBatch, ViewData, register_view_source
@@ -296,17 +299,22 @@ def test_duplicate_entity_rows_each_get_the_same_values(
 
 @pytest.mark.parametrize("plan", PLANS)
 def test_null_keys_match_nothing(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
-    """An entity row with a NULL key gets NULLs, and source rows with a NULL key count nowhere."""
-    rows = [
+    """Entity rows with a NULL key or time get NULLs; source rows with a NULL key count nowhere."""
+    rows: list[dict[str, Any]] = [
         {"id": None, "event_time": at(0), "amount": 7.0},
         {"id": 1, "event_time": at(0), "amount": 1.0},
     ]
-    entity = [{"id": None, "__ts": at(30)}, {"id": 1, "__ts": at(30)}]
+    entity: list[dict[str, Any]] = [
+        {"id": None, "__ts": at(30)},
+        {"id": 1, "__ts": at(30)},
+        {"id": 1, "__ts": None},
+    ]
     view = view_of(Aggregate("amount", "sum", "1h"), Aggregate("amount", "count", "1h"))
     result = compute(con, view, [source_table(rows)], entity, plan=plan)
     assert result.to_pylist() == [
         {"__row": 0, "amount_sum_1h": None, "amount_count_1h": None},
         {"__row": 1, "amount_sum_1h": 1.0, "amount_count_1h": 1},
+        {"__row": 2, "amount_sum_1h": None, "amount_count_1h": None},
     ]
 
 
@@ -323,13 +331,13 @@ def test_composite_keys_must_all_match(con: duckdb.DuckDBPyConnection, plan: Pla
             ("amount", pa.float64()),
         ]
     )
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"region": "eu", "item": 1, "event_time": at(0), "amount": 1.0},
         {"region": "eu", "item": 2, "event_time": at(0), "amount": 10.0},
         {"region": "us", "item": 1, "event_time": at(0), "amount": 100.0},
         {"region": None, "item": 1, "event_time": at(0), "amount": 1000.0},
     ]
-    entity = [
+    entity: list[dict[str, Any]] = [
         {"region": "eu", "item": 1, "__ts": at(30)},
         {"region": "us", "item": 1, "__ts": at(30)},
         {"region": "us", "item": 2, "__ts": at(30)},
@@ -515,6 +523,43 @@ def test_windows_are_absolute_durations_whatever_the_zones(
     assert result.to_pylist() == [{"__row": 0, "amount_sum_1d": 11.0, "amount_last_1d": 10.0}]
 
 
+# -- plan choice and docs --------------------------------------------------------------------
+
+
+def _operators(con: duckdb.DuckDBPyConnection, path: Path, run: Callable[[], object]) -> str:
+    """The operator names of the last query ``run`` sends, from DuckDB's profiler."""
+    con.execute("PRAGMA enable_profiling = 'json'")
+    con.execute(f"PRAGMA profiling_output = '{path}'")
+    run()
+    con.execute("PRAGMA disable_profiling")
+    return path.read_text()
+
+
+def test_auto_uses_the_join_for_sparse_keys_and_the_markers_for_dense_ones(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """The automatic plan avoids a join that would pair each row of a dense key with all others."""
+    view = view_of(Aggregate("amount", "sum", "1h"))
+    sparse = _operators(
+        con, tmp_path / "sparse.json", lambda: compute(con, view, [TX], [{"id": 1, "__ts": at(30)}])
+    )
+    assert "HASH_GROUP_BY" in sparse
+    assert "WINDOW" not in sparse
+    rows = source_table([{"id": 1, "event_time": at(i / 10), "amount": 1.0} for i in range(400)])
+    entity = [{"id": 1, "__ts": at(i / 10)} for i in range(400)]
+    dense = _operators(con, tmp_path / "dense.json", lambda: compute(con, view, [rows], entity))
+    assert "WINDOW" in dense
+    result = compute(con, view, [rows], entity).column("amount_sum_1h").to_pylist()
+    assert result == [None] + [float(i) for i in range(1, 400)]
+
+
+def test_the_docstring_example_runs() -> None:
+    """The example in window_aggregates' docstring gives what it shows."""
+    result = doctest.testmod(aggregates, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
 # -- property tests against a brute-force reference -----------------------------------------------
 
 
@@ -536,7 +581,14 @@ class Case:
         return ("auto", "join") if known_at else PLANS
 
 
-_FUNCTIONS = ("count", "sum", "mean", "min", "max", "last")
+_FUNCTIONS: tuple[Literal["count", "sum", "mean", "min", "max", "last"], ...] = (
+    "count",
+    "sum",
+    "mean",
+    "min",
+    "max",
+    "last",
+)
 _WINDOWS = (2, 5, 10, 20, 60)  # minutes
 
 # Quarters of integers: sums are exact in binary floating point, whatever their order.

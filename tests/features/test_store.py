@@ -348,3 +348,18 @@ def test_the_worked_example_of_the_features_guide_holds(tmp_path: Path) -> None:
             store=False,
         ).table
     assert table.column("amount").to_pylist() == [None, 10.0, 20.0, 25.0, None]
+
+
+def test_an_aggregate_may_count_the_join_key_itself(project: Project) -> None:
+    """Counting the key column works like counting any column."""
+    counted = FeatureView(
+        "tx_count",
+        entity=project.definitions.entities["customer"],
+        source="tx",
+        aggregates=[Aggregate("customer_id", "count", "7d", default=0)],
+    )
+    project.apply(counted)
+    table = project.get_training_set(
+        _entities([("a", T0), ("zz", T0)]), ["tx_count:*"], store=False
+    ).table
+    assert table.column("customer_id_count_7d").to_pylist() == [2, 0]

@@ -45,10 +45,11 @@ must satisfy two independent inequalities (``event`` in the window and
 keys with ``t - W <= event < t`` (W the widest window) and, when known-at applies,
 ``created <= t``; then ``GROUP BY __row`` with one ``FILTER (WHERE age <= w)`` per
 aggregate. DuckDB runs it as a hash join on the keys with the time conditions as a
-residual filter (not an IEJoin, which only pays off without an equality), so its cost
-is the number of candidate pairs. Alone that is quadratic in the rows of a key (every
-entity row meets the key's whole history); so both sides also carry a time bucket
-``time // W`` and each entity row is matched to its bucket and the one before: a
+residual filter, so its cost is the number of candidate pairs. (An IEJoin, forced with
+``prefer_range_joins``, ranges over every key's rows before testing the key: it had not
+finished the benchmark below after ten minutes.) Alone that is quadratic in the rows of
+a key (every entity row meets the key's whole history); so both sides also carry a time
+bucket ``time // W`` and each entity row is matched to its bucket and the one before: a
 window of width <= W spans at most two buckets, so an entity row's candidates are the
 rows of its key within about 2W before it. A key with many rows inside one window
 still costs entity rows x window rows: that is the price of the known-at rule, paid in
@@ -56,14 +57,15 @@ DuckDB (which spills), never in Python.
 
 ``plan="auto"`` takes the join when the known-at rule applies (the only correct plan).
 Otherwise it counts, per key and bucket, the join's candidate pairs (one aggregation
-of each side, about 5% of the join's time) and takes the join when they are at most 40
-per input row, the markers beyond. Measured with ``bench/feature_aggregates.py``
+of each side: 0.02-0.05 s on the benchmark below) and takes the join when they are at
+most 40 per input row, the markers beyond. Measured with ``bench/feature_aggregates.py``
 (1,000,000 source rows and 1,000,000 entity rows over 30 days, sum/count/mean over 1d
 and 7d and max over 28d, DuckDB with 2 threads): with 10 rows per key the join takes
-0.37 s and the markers 0.9 s (window functions cost ~0.1 s per expression and frame
-here, a hash join probe far less); with 100 rows per key both take ~1.3 s; with 500
-rows per key the join takes 5.4 s and the markers ~2-3.5 s. Both plans drop source
-rows outside ``[min t - W, max t)`` and rows of keys absent from the entity rows first.
+0.37 s and the markers 0.91 s (a window function costs ~0.1 s per expression and
+frame there, a probe of the hash join far less); with 100 rows per key both take
+1.25 s; with 500 rows per key the join takes 5.3 s and the markers 1.8 s. Both plans
+drop source rows outside ``[min t - W, max t)`` and rows of keys absent from the entity
+rows first.
 """
 
 from __future__ import annotations

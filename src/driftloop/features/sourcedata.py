@@ -154,9 +154,16 @@ def register_view_source(
     else:
         created = "__batch AS __created"
     exprs: list[str] = []
+    unknown = sorted(set(features) - set(view.feature_names))
+    if unknown:
+        raise DefinitionError(
+            f"feature view {view.name!r} has no feature {unknown[0]!r} "
+            f"(it has: {', '.join(view.feature_names)})"
+        )
     if view.aggregates:
         wanted = {a.feature_name: a for a in view.aggregates}
-        columns = sorted({wanted[f].column for f in features})
+        # a join key is already selected (cast to its key type) above
+        columns = sorted({wanted[f].column for f in features} - set(view.entity.keys))
         exprs = [quote(c) for c in columns]
     else:
         by_name = {f.name: f for f in view.features}
