@@ -157,6 +157,8 @@ class Project:
     def __init__(self, root: str | os.PathLike[str] = ".", *, config: Config | None = None) -> None:
         self.root = Path(root).resolve()
         self.config = config or load_config(self.root)
+        # views applied from Python in this process: their transforms stay usable
+        self._applied_views: dict[str, FeatureView] = {}
 
     @classmethod
     def find(cls, start: str | os.PathLike[str] = ".") -> Project:
@@ -222,6 +224,8 @@ class Project:
         for view in views:
             version, new = register_view(self.store, view, who=who)
             applied.append(AppliedView(view.name, version, new))
+            if objects:
+                self._applied_views[view.name] = view
         return Applied(contracts, applied)
 
     def sources(self) -> list[SourceState]:
@@ -363,9 +367,12 @@ class Project:
             store=self.store,
             artifacts=self.artifacts,
             offline=self.config.offline,
-            declared=self.definitions.views,
+            declared=self._declared_views(),
             who=who or current_user(),
         )
+
+    def _declared_views(self) -> dict[str, FeatureView]:
+        return {**self.definitions.views, **self._applied_views}
 
     def feature_views(self, name: str | None = None) -> list[RegisteredView]:
         """Registered feature view versions (the current one of each flagged)."""
@@ -374,7 +381,7 @@ class Project:
     def feature_view(self, ref: str) -> FeatureView:
         """A feature view by ``name`` (current version) or ``name@version``."""
         name, _, version = ref.partition("@")
-        return resolve_view(self.store, name, version or None, self.definitions.views)
+        return resolve_view(self.store, name, version or None, self._declared_views())
 
     def get_training_set(
         self,

@@ -363,3 +363,52 @@ def test_an_aggregate_may_count_the_join_key_itself(project: Project) -> None:
         _entities([("a", T0), ("zz", T0)]), ["tx_count:*"], store=False
     ).table
     assert table.column("customer_id_count_7d").to_pylist() == [2, 0]
+
+
+def _doubled(table: pa.Table) -> pa.Table:
+    """A Python transformation: amounts in cents."""
+    import pyarrow.compute as pc
+
+    return table.set_column(
+        table.column_names.index("amount"), "amount", pc.multiply(table.column("amount"), 100)
+    )
+
+
+def test_a_python_transform_runs_before_features_are_taken(project: Project) -> None:
+    """A view's transform sees the source's rows; its output feeds the features."""
+    cents = FeatureView(
+        "cents",
+        entity=project.definitions.entities["customer"],
+        source="tx",
+        transform=_doubled,
+        features=[Feature("amount", "float")],
+    )
+    project.apply(cents)
+    table = project.get_training_set(_entities([("a", T0)]), ["cents:amount"], store=False).table
+    assert table.column("amount").to_pylist() == [20000.0]
+    assert "transform" in cents.to_dict()
+
+
+def test_features_read_sources_on_any_artifact_filesystem(tmp_path: Path) -> None:
+    """With artifacts on memory://, training sets read the Parquet blobs through pyarrow."""
+    import uuid
+
+    root = tmp_path / "mem"
+    (root / "contracts").mkdir(parents=True)
+    (root / "contracts" / "tx.yaml").write_text(CONTRACT)
+    (root / "definitions.py").write_text(DEFINITIONS)
+    (root / "driftloop.yaml").write_text(
+        f"artifacts:\n  uri: memory://{uuid.uuid4().hex}/a\nonline:\n  url: memory://\n"
+    )
+    with use_clock(SimulatedClock(T0)), Project(root) as project:
+        project.apply()
+        project.ingest("tx", _batch([("a", T0 - 5 * H, 200.0, "app")]))
+        assert project.artifacts.local_path(project.versions("tx")[0].id) is None
+        table = project.get_training_set(
+            _entities([("a", T0)]), ["last_tx:amount", "spend:*"]
+        ).table
+        assert table.column("amount").to_pylist() == [200.0]
+        assert table.column("amount_sum_1d").to_pylist() == [200.0]
+        project.materialize(until=T0)
+        online = project.get_online_features(pa.table({"customer_id": ["a"]}), ["last_tx:amount"])
+        assert online.column("amount").to_pylist() == [200.0]
