@@ -79,7 +79,7 @@ import duckdb
 import pyarrow as pa
 
 from driftloop.errors import DefinitionError
-from driftloop.features.definitions import Aggregate, FeatureView
+from driftloop.features.definitions import DUCK_TYPES, Aggregate, FeatureView
 from driftloop.features.sourcedata import quote
 
 __all__ = ["Plan", "window_aggregates"]
@@ -87,14 +87,6 @@ __all__ = ["Plan", "window_aggregates"]
 Plan = Literal["auto", "window", "join"]
 """How :func:`window_aggregates` computes: see the module docstring."""
 
-_DUCK_TYPES = {
-    "int": "BIGINT",
-    "float": "DOUBLE",
-    "bool": "BOOLEAN",
-    "string": "VARCHAR",
-    "timestamp": "TIMESTAMPTZ",
-}
-_KEY_TYPES = {"int": "BIGINT", "string": "VARCHAR"}
 _NUMERIC = (
     "tinyint",
     "smallint",
@@ -143,7 +135,7 @@ class _Agg:
 
     @property
     def target(self) -> str:
-        return _DUCK_TYPES[str(self.aggregate.type)]
+        return DUCK_TYPES[str(self.aggregate.type)]
 
 
 def window_aggregates(
@@ -196,7 +188,7 @@ def window_aggregates(
     widest = max((a.micros for a in aggs), default=1)
     wants_last = any(a.aggregate.function == "last" for a in aggs)
     casts = [
-        f"CAST({quote(k)} AS {_KEY_TYPES[t]}) AS {quote(k)}" for k, t in view.entity.keys.items()
+        f"CAST({quote(k)} AS {DUCK_TYPES[t]}) AS {quote(k)}" for k, t in view.entity.keys.items()
     ]
     entity_sql = f"SELECT __row, {', '.join(casts)}, epoch_us(__ts) AS __t FROM {entity}"
     live = " AND ".join(f"{k} IS NOT NULL" for k in [*keys, "__t"])

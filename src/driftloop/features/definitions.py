@@ -42,6 +42,7 @@ from driftloop.errors import DefinitionError
 
 __all__ = [
     "AGGREGATIONS",
+    "DUCK_TYPES",
     "FEATURE_TYPES",
     "Aggregate",
     "Entity",
@@ -59,6 +60,14 @@ FEATURE_TYPES: dict[str, pa.DataType] = {
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
 KEY_TYPES = ("int", "string")
+DUCK_TYPES: dict[str, str] = {
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "string": "VARCHAR",
+    "timestamp": "TIMESTAMPTZ",
+}
+"""The DuckDB type of each feature and key type."""
 AGGREGATIONS = ("count", "sum", "mean", "min", "max", "last")
 
 Transform = Callable[[pa.Table], pa.Table]

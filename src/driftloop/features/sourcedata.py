@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from driftloop.errors import DefinitionError
-from driftloop.features.definitions import FeatureView
+from driftloop.features.definitions import DUCK_TYPES, FeatureView
 
 __all__ = ["SourceBatch", "ViewData", "quote", "register_view_source"]
 
@@ -144,9 +144,8 @@ def register_view_source(
     with the given features, and return ``name`` quoted."""
     view = data.view
     raw = _raw_relation(con, data, name)
-    key_types = {"int": "BIGINT", "string": "VARCHAR"}
     keys = [
-        f"CAST({quote(k)} AS {key_types[t]}) AS {quote(k)}" for k, t in view.entity.keys.items()
+        f"CAST({quote(k)} AS {DUCK_TYPES[t]}) AS {quote(k)}" for k, t in view.entity.keys.items()
     ]
     event = f"CAST({quote(data.event_time)} AS TIMESTAMPTZ) AS __event"
     if view.created_time is not None:
@@ -169,7 +168,7 @@ def register_view_source(
         by_name = {f.name: f for f in view.features}
         for name_ in features:
             feature = by_name[name_]
-            duck_type = _DUCK_TYPES[feature.type]
+            duck_type = DUCK_TYPES[feature.type]
             exprs.append(
                 f"CAST(({feature.expr or quote(feature.name)}) AS {duck_type}) "
                 f"AS {quote(feature.name)}"
@@ -177,12 +176,3 @@ def register_view_source(
     select = ", ".join([*keys, event, created, "__batch AS __batch", *exprs])
     con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT {select} FROM {raw}")
     return quote(name)
-
-
-_DUCK_TYPES = {
-    "int": "BIGINT",
-    "float": "DOUBLE",
-    "bool": "BOOLEAN",
-    "string": "VARCHAR",
-    "timestamp": "TIMESTAMPTZ",
-}
