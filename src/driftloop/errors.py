@@ -21,6 +21,7 @@ exactly one place at the edge (``driftloop.cli`` and, later, the server), using
     │   ├── ArtifactNotFound        no blob with that digest
     │   └── ArtifactCorrupted       a blob's content does not match its digest
     ├── MetadataStoreError          the metadata store cannot be opened or migrated
+    ├── BackendUnavailable          a server driftloop uses (Redis...) does not answer
     └── MissingExtraError           an optional backend's package is not installed
 """
 
@@ -32,6 +33,7 @@ __all__ = [
     "ArtifactCorrupted",
     "ArtifactError",
     "ArtifactNotFound",
+    "BackendUnavailable",
     "BatchRejected",
     "BreakingContractChange",
     "ConfigError",
@@ -254,6 +256,21 @@ class MetadataStoreError(DriftloopError):
     """The metadata store cannot be reached, opened or migrated."""
 
     code = "metadata_store_error"
+
+
+class BackendUnavailable(DriftloopError):
+    """A server driftloop talks to (the Redis online store...) cannot be reached."""
+
+    code = "backend_unavailable"
+    exit_code = 7
+    http_status = 503
+
+    def __init__(self, backend: str, location: str, problem: str) -> None:
+        super().__init__(
+            f"{backend} at {location} is unavailable: {problem}", backend=backend, location=location
+        )
+        self.backend = backend
+        self.location = location
 
 
 class MissingExtraError(DriftloopError):

@@ -621,3 +621,20 @@ def test_redis_url_without_the_redis_package_names_the_extra(
 
     with pytest.raises(MissingExtraError, match=r"driftloop\[redis\]"):
         open_online_store("redis://127.0.0.1:1/0")
+
+
+def test_an_unreachable_redis_is_a_clear_error_naming_the_server() -> None:
+    """Reading from a Redis nobody answers raises BackendUnavailable with its address."""
+    import socket
+
+    from driftloop.errors import BackendUnavailable
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = open_online_store(f"redis://127.0.0.1:{port}/0")
+    try:
+        with pytest.raises(BackendUnavailable, match=f"127.0.0.1:{port}"):
+            store.views()
+    finally:
+        store.close()

@@ -48,6 +48,7 @@ EXIT_CODES = {
     4: "not found",
     5: "config, contract or definition error",
     6: "state conflict",
+    7: "backend unavailable",
 }
 INTERRUPTED = 130
 

@@ -26,22 +26,29 @@ unlinks its generation's rows with SCAN.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from operator import is_not
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from driftloop.errors import ConfigError, MissingExtraError, NotFoundError, StateError
+from driftloop.errors import (
+    BackendUnavailable,
+    ConfigError,
+    MissingExtraError,
+    NotFoundError,
+    StateError,
+)
 from driftloop.features.online import (
     ViewSchema,
     WriteBatch,
@@ -57,6 +64,23 @@ __all__ = ["RedisOnlineStore"]
 DEFAULT_PREFIX = "driftloop"
 CHUNK = 10_000  # keys per MSET/MGET command
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _reachable(method: _F) -> _F:
+    """Turn the client's connection failures into BackendUnavailable naming the server."""
+
+    @functools.wraps(method)
+    def wrapper(self: RedisOnlineStore, *args: Any, **kwargs: Any) -> Any:
+        redis = _import_redis()
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise BackendUnavailable("the Redis online store", self._safe_url, str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _import_redis() -> Any:
@@ -144,6 +168,9 @@ class RedisOnlineStore:
         # redis-py's annotations type replies as sync-or-async unions; the client is used as Any.
         self._client: Any = _import_redis().Redis.from_url(url)
         self._url = url
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        self._safe_url = f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path}"
         self._views_key = f"{prefix}::views"
         self._cache: dict[str, _View] = {}
         self._closed = False
@@ -204,6 +231,7 @@ class RedisOnlineStore:
 
     # --- writing -------------------------------------------------------------------
 
+    @_reachable
     def write(self, view: str, keys: Sequence[str], table: pa.Table) -> int:
         self._check_open()
         redis = _import_redis()
@@ -242,6 +270,7 @@ class RedisOnlineStore:
 
     # --- reading -------------------------------------------------------------------
 
+    @_reachable
     def read(self, view: str, keys: pa.Table, features: Sequence[str] | None = None) -> pa.Table:
         stored = self._current(view)
         while True:
@@ -271,6 +300,7 @@ class RedisOnlineStore:
 
     # --- the rest ------------------------------------------------------------------
 
+    @_reachable
     def delete(self, view: str) -> None:
         self._check_open()
         redis = _import_redis()
@@ -300,6 +330,7 @@ class RedisOnlineStore:
         if doomed:
             self._client.unlink(*doomed)
 
+    @_reachable
     def views(self) -> list[str]:
         self._check_open()
         names: Iterable[bytes] = self._client.hkeys(self._views_key)
