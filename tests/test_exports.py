@@ -15,9 +15,16 @@ def test_all_lists_exactly_the_public_names_in_sorted_order() -> None:
 def test_the_public_names_are_the_ones_users_type() -> None:
     """The top-level package exports the project, source and contract types."""
     public = {n for n in dir(driftloop) if not n.startswith("_")}
-    assert public - {"cli", "core", "data", "errors", "features", "project"} == set(
-        driftloop.__all__
-    ) - {"__version__"}
+    assert public - {
+        "cli",
+        "core",
+        "data",
+        "errors",
+        "evaluation",
+        "features",
+        "project",
+        "registry",
+    } == set(driftloop.__all__) - {"__version__"}
 
 
 def test_the_version_is_the_installed_distributions() -> None:

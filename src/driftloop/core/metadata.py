@@ -69,7 +69,8 @@ _migrate_lock = threading.Lock()
 def _load_table_modules() -> None:
     """Import every package's table declarations so METADATA is complete."""
     import driftloop.data.tables
-    import driftloop.features.tables  # noqa: F401
+    import driftloop.features.tables
+    import driftloop.registry.tables  # noqa: F401
 
 
 class MetadataStore:

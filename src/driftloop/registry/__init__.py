@@ -1,0 +1,1 @@
+"""The model registry: immutable model versions, aliases moved by compare-and-set, lineage."""
