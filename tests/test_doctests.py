@@ -12,6 +12,7 @@ MODULES = [
     "driftloop.data.contract",
     "driftloop.data.profile",
     "driftloop.core.artifacts",
+    "driftloop.evaluation.metrics",
     "driftloop.features.aggregates",
     "driftloop.features.online",
     "driftloop.features.online_sqlite",

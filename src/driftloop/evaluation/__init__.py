@@ -1,0 +1,1 @@
+"""Evaluation: metrics, calibration, slices and paired bootstrap comparisons."""
