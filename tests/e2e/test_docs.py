@@ -52,3 +52,10 @@ def test_the_data_guide_examples_run_in_order(shop: Path) -> None:
     namespace = _run(_blocks("docs/data.md"))
     assert namespace["version"].rows == 2000  # type: ignore[attr-defined]
     assert len(namespace["known_then"]) == 1  # type: ignore[arg-type]
+
+
+def test_the_evaluation_guide_examples_run_in_order() -> None:
+    """docs/evaluation.md's examples run one after another and reach a verdict."""
+    namespace = _run(_blocks("docs/evaluation.md"))
+    assert isinstance(namespace["verdict"].passed, bool)  # type: ignore[attr-defined]
+    assert namespace["cost"] >= 0  # type: ignore[operator]
