@@ -15,7 +15,7 @@ import importlib.util
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -66,6 +66,7 @@ from driftloop.features.registry import (
     register_view,
     resolve_view,
 )
+from driftloop.registry import models as model_registry
 
 if TYPE_CHECKING:
     from driftloop.features.online import OnlineStore
@@ -441,6 +442,109 @@ class Project:
 
         return get_online_features(
             self._features(), self.online, entity_keys, features, full_names=full_names
+        )
+
+    # -- models -------------------------------------------------------------------
+
+    def models(self) -> list[model_registry.RegisteredModel]:
+        """Every registered model with its latest version number and current aliases."""
+        return model_registry.list_models(self.store)
+
+    def model_versions(self, model: str) -> list[model_registry.ModelVersion]:
+        """Every version of ``model``, oldest (1) first."""
+        return model_registry.list_versions(self.store, model)
+
+    def model_version(self, model: str, ref: int | str = "latest") -> model_registry.ModelVersion:
+        """The version ``ref`` names: a number, ``"latest"`` or an alias (``"champion"``)."""
+        return model_registry.resolve(self.store, model, ref)
+
+    def model_aliases(self, model: str) -> dict[str, int]:
+        """The current aliases of ``model`` and the version each points at."""
+        return model_registry.aliases(self.store, model)
+
+    def register_model(
+        self,
+        model: str,
+        *,
+        artifact_digest: str,
+        flavor: str,
+        metrics: Mapping[str, Any] | None = None,
+        signature: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        lineage: Mapping[str, Any] | None = None,
+        description: str = "",
+        run_id: str | None = None,
+    ) -> model_registry.ModelVersion:
+        """Record a new immutable version of ``model`` (created if new), numbered next."""
+        return model_registry.register_version(
+            self.store,
+            model,
+            artifact_digest=artifact_digest,
+            flavor=flavor,
+            who=current_user(),
+            run_id=run_id,
+            metrics=metrics,
+            signature=signature,
+            tags=tags,
+            lineage=lineage,
+            description=description,
+        )
+
+    def set_alias(
+        self,
+        model: str,
+        alias: str,
+        ref: int | str,
+        *,
+        expected: model_registry.Expected = model_registry.ANY,
+        reason: str = "",
+    ) -> model_registry.AliasMove:
+        """Point ``alias`` at the version ``ref`` names; with ``expected`` (a version, or
+        ``None`` for "not set yet") only if it still points there, else
+        :class:`~driftloop.errors.StateError` and nothing changes."""
+        version = model_registry.resolve(self.store, model, ref).version
+        return model_registry.set_alias(
+            self.store,
+            model,
+            alias,
+            version,
+            expected=expected,
+            who=current_user(),
+            reason=reason,
+        )
+
+    def delete_alias(
+        self,
+        model: str,
+        alias: str,
+        *,
+        expected: model_registry.Expected = model_registry.ANY,
+        reason: str = "",
+    ) -> model_registry.AliasMove:
+        """Remove ``alias`` (compare-and-set like :meth:`set_alias`); the history keeps it."""
+        return model_registry.delete_alias(
+            self.store, model, alias, expected=expected, who=current_user(), reason=reason
+        )
+
+    def rollback(
+        self, model: str, alias: str = "champion", *, reason: str = ""
+    ) -> model_registry.AliasMove:
+        """Move ``alias`` back to the version it pointed at before its last move."""
+        return model_registry.rollback(self.store, model, alias, who=current_user(), reason=reason)
+
+    def alias_history(self, model: str, alias: str | None = None) -> list[model_registry.AliasMove]:
+        """Every move of ``model``'s aliases (or only of ``alias``), oldest first."""
+        return model_registry.alias_history(self.store, model, alias)
+
+    def version_at(self, model: str, alias: str, at: datetime) -> int | None:
+        """The version ``alias`` pointed at at time ``at`` (None when it was unset then)."""
+        return model_registry.version_at(self.store, model, alias, at)
+
+    def diff_models(self, model: str, a: int | str, b: int | str) -> model_registry.VersionDiff:
+        """What differs between two versions of ``model`` (numbers, ``latest`` or aliases)."""
+        return model_registry.diff_versions(
+            model_registry.resolve(self.store, model, a),
+            model_registry.resolve(self.store, model, b),
         )
 
     # -- status -------------------------------------------------------------------

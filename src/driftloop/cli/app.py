@@ -25,6 +25,7 @@ from driftloop import __version__
 from driftloop.cli import data as data_cmd
 from driftloop.cli import features as features_cmd
 from driftloop.cli import init as init_cmd
+from driftloop.cli import models as models_cmd
 from driftloop.cli.output import (
     JsonOption,
     Session,
@@ -310,6 +311,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(features_cmd.app, name="features")
+app.add_typer(models_cmd.app, name="models")
 app.command("materialize")(features_cmd.materialize_command)
 
 
