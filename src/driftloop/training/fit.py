@@ -1,0 +1,333 @@
+"""Fitting a model in a child process, with a time limit, a memory cap and a run record.
+
+The parent writes ``X`` and ``y`` to a temporary directory and starts
+``python -m driftloop.training.fit DIR`` with ``OMP_NUM_THREADS`` and friends set in
+its environment, so they hold before the child imports numpy. The child applies
+``RLIMIT_AS`` when a memory cap is given, fits, saves the model with its flavor and
+writes the bytes plus a small JSON report back to the directory. The parent never
+unpickles anything: the model is loaded from the flavor's bytes.
+
+::
+
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> result = fit_in_child("logistic_regression", X, np.array([0, 0, 1, 1]), task="binary")
+    >>> result.flavor
+    'sklearn'
+    >>> result.model.predict([[0.5], [2.5]]).tolist()
+    [0, 1]
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import os
+import pickle
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from driftloop.errors import StateError
+from driftloop.training.flavors import flavor_for, get_flavor
+
+__all__ = ["BUILTIN_TRAINERS", "TASKS", "FitResult", "fit_in_child"]
+
+TASKS = ("binary", "multiclass", "regression")
+"""The tasks a builtin trainer knows: binary and multiclass give classifiers."""
+
+Trainer = Callable[[np.ndarray, np.ndarray, dict[str, Any]], object]
+Builder = Callable[[str, Mapping[str, Any], int], object]
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_VERSIONED = ("numpy", "scikit-learn", "pyarrow")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A model fitted in a child process, and how the fit went."""
+
+    model: object
+    """The fitted model, loaded back from :attr:`artifact` by its flavor."""
+    flavor: str
+    artifact: bytes
+    """The saved bytes; the same for the same deterministic training."""
+    duration_s: float
+    peak_memory_mb: float
+    """The child's maximum resident set size."""
+    library_versions: dict[str, str]
+    seed: int
+
+
+def _is_classifier(task: str) -> bool:
+    if task not in TASKS:
+        raise StateError(
+            f"unknown training task {task!r}; expected one of {', '.join(TASKS)}", task=task
+        )
+    return task != "regression"
+
+
+def _hist_gradient_boosting(task: str, params: Mapping[str, Any], seed: int) -> object:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    if _is_classifier(task):
+        return HistGradientBoostingClassifier(random_state=seed, **params)
+    return HistGradientBoostingRegressor(random_state=seed, **params)
+
+
+def _logistic_regression(task: str, params: Mapping[str, Any], seed: int) -> object:
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    if _is_classifier(task):
+        return LogisticRegression(random_state=seed, **params)
+    return LinearRegression(**params)
+
+
+def _lightgbm(task: str, params: Mapping[str, Any], seed: int) -> object:
+    import lightgbm
+
+    settings: dict[str, Any] = {
+        "random_state": seed,
+        "deterministic": True,
+        "n_jobs": 1,
+        "verbose": -1,
+    }
+    settings.update(params)
+    if _is_classifier(task):
+        return lightgbm.LGBMClassifier(**settings)
+    return lightgbm.LGBMRegressor(**settings)
+
+
+def _xgboost(task: str, params: Mapping[str, Any], seed: int) -> object:
+    import xgboost
+
+    settings: dict[str, Any] = {"random_state": seed, "n_jobs": 1, "tree_method": "hist"}
+    settings.update(params)
+    if _is_classifier(task):
+        return xgboost.XGBClassifier(**settings)
+    return xgboost.XGBRegressor(**settings)
+
+
+BUILTIN_TRAINERS: dict[str, Builder] = {
+    "hist_gradient_boosting": _hist_gradient_boosting,
+    "lightgbm": _lightgbm,
+    "logistic_regression": _logistic_regression,
+    "xgboost": _xgboost,
+}
+"""Builders ``(task, params, seed) -> estimator``; lightgbm and xgboost run single-threaded."""
+
+
+def _trainer_spec(trainer: str | Trainer) -> dict[str, str]:
+    """How the child finds ``trainer``: a builtin name, or a module and qualified name."""
+    if isinstance(trainer, str):
+        if trainer not in BUILTIN_TRAINERS:
+            raise StateError(
+                f"unknown builtin trainer {trainer!r}; "
+                f"expected one of {', '.join(sorted(BUILTIN_TRAINERS))}",
+                trainer=trainer,
+            )
+        return {"builtin": trainer}
+    module = getattr(trainer, "__module__", None)
+    qualname = getattr(trainer, "__qualname__", repr(trainer))
+    problem = None
+    if module is None or module == "__main__" or "<" in qualname:
+        problem = "it is a lambda, a local function or defined in __main__"
+    else:
+        try:
+            pickle.dumps(trainer)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            problem = str(exc)
+    if problem is not None:
+        raise StateError(
+            f"the trainer {qualname} cannot be run in a child process: {problem}; "
+            "define it as a module-level function in an importable module",
+            trainer=qualname,
+        )
+    return {"module": str(module), "qualname": qualname}
+
+
+def fit_in_child(
+    trainer: str | Trainer,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    time_limit_s: float = 600,
+    memory_limit_mb: int | None = None,
+    threads: int = 1,
+) -> FitResult:
+    """Fit ``trainer`` on ``X``/``y`` in a fresh Python process and load the result.
+
+    ``trainer`` is a name from :data:`BUILTIN_TRAINERS` or a module-level function
+    ``(X, y, params) -> model``. Raises :class:`StateError` when the child runs past
+    ``time_limit_s`` (it is killed), exceeds ``memory_limit_mb``, or the trainer raises.
+    """
+    _is_classifier(task)
+    spec = _trainer_spec(trainer)
+    name = spec.get("builtin") or f"{spec['module']}.{spec['qualname']}"
+    with tempfile.TemporaryDirectory(prefix="driftloop-fit-") as tmp:
+        work = Path(tmp)
+        np.save(work / "X.npy", np.asarray(X), allow_pickle=False)
+        np.save(work / "y.npy", np.asarray(y), allow_pickle=False)
+        request = {
+            "trainer": spec,
+            "task": task,
+            "params": params or {},
+            "seed": seed,
+            "memory_limit_mb": memory_limit_mb,
+        }
+        (work / "request.json").write_text(json.dumps(request))
+        env = dict(os.environ)
+        env.update({variable: str(threads) for variable in _THREAD_VARIABLES})
+        env["PYTHONHASHSEED"] = str(seed)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "driftloop.training.fit", str(work)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            _, stderr = child.communicate(timeout=time_limit_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise StateError(
+                f"training {name} exceeded its time limit of {time_limit_s:g} s",
+                trainer=name,
+                time_limit_s=time_limit_s,
+            ) from None
+        report_path = work / "report.json"
+        report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.exists() else {}
+        return _result(
+            name,
+            report,
+            returncode=child.returncode,
+            stderr=stderr,
+            work=work,
+            memory_limit_mb=memory_limit_mb,
+            seed=seed,
+        )
+
+
+def _result(
+    name: str,
+    report: dict[str, Any],
+    *,
+    returncode: int,
+    stderr: bytes,
+    work: Path,
+    memory_limit_mb: int | None,
+    seed: int,
+) -> FitResult:
+    """The :class:`FitResult` from the child's report, or the :class:`StateError` it implies."""
+    status = report.get("status")
+    if status == "memory" or (status is None and memory_limit_mb is not None and returncode < 0):
+        raise StateError(
+            f"training {name} ran out of memory under its cap of {memory_limit_mb} MB",
+            trainer=name,
+            memory_limit_mb=memory_limit_mb,
+            traceback=report.get("traceback"),
+        )
+    if status == "error":
+        raise StateError(
+            f"training {name} failed: {report['error_type']}: {report['error_message']}",
+            trainer=name,
+            error_type=report["error_type"],
+            traceback=report["traceback"],
+        )
+    if status != "ok" or returncode != 0:
+        raise StateError(
+            f"training {name} ended without a result (exit code {returncode})",
+            trainer=name,
+            exit_code=returncode,
+            stderr=stderr.decode("utf-8", "replace")[-4000:],
+        )
+    artifact = (work / "model.bin").read_bytes()
+    flavor = str(report["flavor"])
+    return FitResult(
+        model=get_flavor(flavor).load(artifact),
+        flavor=flavor,
+        artifact=artifact,
+        duration_s=float(report["duration_s"]),
+        peak_memory_mb=float(report["peak_memory_mb"]),
+        library_versions=dict(report["library_versions"]),
+        seed=seed,
+    )
+
+
+# -- the child ---------------------------------------------------------------
+
+
+def _versions(names: tuple[str, ...]) -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            # xgboost ships as "xgboost" or "xgboost-cpu": ask the module itself.
+            module = sys.modules.get(name)
+            if module is not None:
+                versions[name] = str(getattr(module, "__version__", "unknown"))
+    return versions
+
+
+def _child_main(work: Path) -> None:
+    """Run the request in ``work`` and write ``report.json`` (and ``model.bin``)."""
+    request = json.loads((work / "request.json").read_text())
+    spec: dict[str, str] = request["trainer"]
+    params: dict[str, Any] = request["params"]
+    X = np.load(work / "X.npy", allow_pickle=False)
+    y = np.load(work / "y.npy", allow_pickle=False)
+    extra = (spec["builtin"],) if spec.get("builtin") in ("lightgbm", "xgboost") else ()
+    report: dict[str, Any]
+    try:
+        if "builtin" in spec:
+            estimator: Any = BUILTIN_TRAINERS[spec["builtin"]](
+                request["task"], params, request["seed"]
+            )
+            fit: Callable[[], object] = lambda: estimator.fit(X, y)  # noqa: E731
+        else:
+            target: Any = importlib.import_module(spec["module"])
+            for part in spec["qualname"].split("."):
+                target = getattr(target, part)
+            fit = lambda: target(X, y, params)  # noqa: E731
+        cap = request["memory_limit_mb"]
+        if cap is not None:
+            limit = int(cap) * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        started = time.perf_counter()
+        model = fit()
+        duration = time.perf_counter() - started
+        flavor = flavor_for(model)
+        (work / "model.bin").write_bytes(flavor.save(model))
+        report = {"status": "ok", "flavor": flavor.name, "duration_s": duration}
+    except MemoryError:
+        report = {"status": "memory", "traceback": traceback.format_exc()}
+    except Exception as exc:  # every trainer failure is reported to the parent
+        report = {
+            "status": "error",
+            "error_type": type(exc).__qualname__,
+            "error_message": str(exc),
+            "traceback": traceback.format_exc(),
+        }
+    # ru_maxrss is in kilobytes on Linux.
+    report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report["library_versions"] = _versions(_VERSIONED + extra)
+    (work / "report.json").write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    _child_main(Path(sys.argv[1]))
