@@ -25,6 +25,7 @@ from driftloop.features.tables import entities, feature_view_heads, feature_view
 __all__ = [
     "FeatureRef",
     "RegisteredView",
+    "get_entity",
     "list_views",
     "parse_refs",
     "register_entity",
@@ -111,6 +112,17 @@ def register_entity(store: MetadataStore, entity: Entity) -> None:
             .where(entities.c.name == entity.name)
             .values(hash=digest, body=body, updated_at=now)
         )
+
+
+def get_entity(store: MetadataStore, name: str) -> Entity:
+    """A registered entity by name (:class:`NotFoundError` lists the known ones)."""
+    with store.connect() as conn:
+        row = conn.execute(sa.select(entities.c.body).where(entities.c.name == name)).first()
+        if row is None:
+            known = sorted(conn.execute(sa.select(entities.c.name)).scalars())
+            raise NotFoundError("entity", name, known=known)
+    body = dict(row.body)
+    return Entity(body["name"], dict(body["keys"]), body.get("description", ""))
 
 
 def register_view(store: MetadataStore, view: FeatureView, *, who: str) -> tuple[str, bool]:

@@ -12,6 +12,7 @@ serves a view's declared default for a value older than its TTL.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +48,8 @@ __all__ = [
     "get_online_features",
     "get_training_set",
     "materialize",
+    "pinned_features",
+    "save_training_set",
 ]
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -167,6 +170,18 @@ def _select(ctx: FeatureContext, refs: Sequence[FeatureRef], full_names: bool) -
     return selections
 
 
+def pinned_features(
+    ctx: FeatureContext, features: Sequence[str], *, full_names: bool = False
+) -> dict[str, str]:
+    """Each output column of ``features`` and the exact reference (``view@version:feature``)
+    it resolves to now, so the same values can be asked for after the views change."""
+    return {
+        out: f"{sel.view.name}@{sel.view.version}:{feature}"
+        for sel in _select(ctx, parse_refs(features), full_names)
+        for feature, out in zip(sel.features, sel.outputs, strict=True)
+    }
+
+
 def _as_table(rows: Any) -> pa.Table:
     if isinstance(rows, pa.Table):
         return rows
@@ -277,8 +292,14 @@ def get_training_set(
     full_names: bool = False,
     missing_flags: bool = False,
     store: bool = True,
+    as_of: datetime | None = None,
 ) -> TrainingSet:
-    """Point-in-time correct features for each entity row, stored with its lineage."""
+    """Point-in-time correct features for each entity row, stored with its lineage.
+
+    ``as_of`` limits the source data to what had been ingested by then (default: all of
+    it), so a training set built "as of" a past time is the one that could have been
+    built at that time.
+    """
     rows = _as_table(entity_rows)
     refs = parse_refs(features)
     selections = _select(ctx, refs, full_names)
@@ -289,18 +310,43 @@ def get_training_set(
             f"feature {clash[0]!r} has the name of an entity rows column; rename the column "
             "or pass full_names=True"
         )
-    computed, used = compute_features(ctx, rows, ts, selections, missing_flags=missing_flags)
+    computed, used = compute_features(
+        ctx, rows, ts, selections, missing_flags=missing_flags, as_of=as_of
+    )
     table = rows
     for name in computed.column_names:
         table = table.append_column(name, computed.column(name))
     views = [{"name": s.view.name, "version": s.view.version} for s in selections]
     refs_out = [str(r) for r in refs]
     now = clock.now()
+    unstored = TrainingSet(None, table, refs_out, views, used, now)
     if not store:
-        return TrainingSet(None, table, refs_out, views, used, now)
+        return unstored
+    return save_training_set(
+        ctx,
+        unstored,
+        rows,
+        timestamp_column=timestamp_column,
+        full_names=full_names,
+        missing_flags=missing_flags,
+    )
+
+
+def save_training_set(
+    ctx: FeatureContext,
+    training_set: TrainingSet,
+    entity_rows: pa.Table,
+    *,
+    timestamp_column: str = "event_time",
+    full_names: bool = False,
+    missing_flags: bool = False,
+) -> TrainingSet:
+    """Store an unstored training set (from ``store=False``) with its lineage; the
+    options are those it was built with. Storing the same content again is a no-op."""
+    table = training_set.table
     data = write_parquet(table)
     digest = ctx.artifacts.put_bytes(data)
-    entity_digest = sha256_bytes(write_parquet(rows))
+    entity_digest = sha256_bytes(write_parquet(entity_rows))
     with ctx.store.transaction() as conn:
         exists = conn.execute(
             sa.select(training_sets.c.id).where(training_sets.c.id == digest)
@@ -313,19 +359,19 @@ def get_training_set(
                     bytes=len(data),
                     schema=[{"name": f.name, "type": str(f.type)} for f in table.schema],
                     entity_rows_sha256=entity_digest,
-                    features=refs_out,
-                    views=views,
-                    dataset_versions=used,
+                    features=training_set.features,
+                    views=training_set.views,
+                    dataset_versions=training_set.dataset_versions,
                     options={
                         "timestamp_column": timestamp_column,
                         "full_names": full_names,
                         "missing_flags": missing_flags,
                     },
-                    created_at=now,
+                    created_at=training_set.created_at,
                     created_by=ctx.who,
                 )
             )
-    return TrainingSet(digest, table, refs_out, views, used, now)
+    return dataclasses.replace(training_set, id=digest)
 
 
 def load_training_set(ctx: FeatureContext, ref: str) -> TrainingSet:
