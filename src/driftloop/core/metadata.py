@@ -70,7 +70,8 @@ def _load_table_modules() -> None:
     """Import every package's table declarations so METADATA is complete."""
     import driftloop.data.tables
     import driftloop.features.tables
-    import driftloop.registry.tables  # noqa: F401
+    import driftloop.registry.tables
+    import driftloop.training.tables  # noqa: F401
 
 
 class MetadataStore:

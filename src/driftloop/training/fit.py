@@ -20,8 +20,11 @@ unpickles anything: the model is loaded from the flavor's bytes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
+import importlib.util
+import inspect
 import json
 import os
 import pickle
@@ -32,7 +35,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +45,14 @@ import numpy as np
 from driftloop.errors import StateError
 from driftloop.training.flavors import flavor_for, get_flavor
 
-__all__ = ["BUILTIN_TRAINERS", "TASKS", "FitResult", "fit_in_child"]
+__all__ = [
+    "BUILTIN_TRAINERS",
+    "TASKS",
+    "FitChild",
+    "FitResult",
+    "fit_in_child",
+    "preload_for",
+]
 
 TASKS = ("binary", "multiclass", "regression")
 """The tasks a builtin trainer knows: binary and multiclass give classifiers."""
@@ -52,6 +62,7 @@ Builder = Callable[[str, Mapping[str, Any], int], object]
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _VERSIONED = ("numpy", "scikit-learn", "pyarrow")
+_DEFINITIONS_PREFIX = "_driftloop_definitions_"
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,9 @@ def _trainer_spec(trainer: str | Trainer) -> dict[str, str]:
         return {"builtin": trainer}
     module = getattr(trainer, "__module__", None)
     qualname = getattr(trainer, "__qualname__", repr(trainer))
+    if module is not None and module.startswith(_DEFINITIONS_PREFIX) and "<" not in qualname:
+        # a project's definitions module is loaded from its file, not imported by name
+        return {"file": inspect.getfile(trainer), "qualname": qualname}
     problem = None
     if module is None or module == "__main__" or "<" in qualname:
         problem = "it is a lambda, a local function or defined in __main__"
@@ -157,50 +171,98 @@ def _trainer_spec(trainer: str | Trainer) -> dict[str, str]:
     return {"module": str(module), "qualname": qualname}
 
 
-def fit_in_child(
-    trainer: str | Trainer,
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    task: str,
-    params: dict[str, Any] | None = None,
-    seed: int = 0,
-    time_limit_s: float = 600,
-    memory_limit_mb: int | None = None,
-    threads: int = 1,
-) -> FitResult:
-    """Fit ``trainer`` on ``X``/``y`` in a fresh Python process and load the result.
+_PRELOAD: dict[str, tuple[str, ...]] = {
+    "hist_gradient_boosting": ("sklearn.ensemble", "skops.io"),
+    "logistic_regression": ("sklearn.linear_model", "skops.io"),
+    "lightgbm": ("lightgbm",),
+    "xgboost": ("xgboost",),
+}
 
-    ``trainer`` is a name from :data:`BUILTIN_TRAINERS` or a module-level function
-    ``(X, y, params) -> model``. Raises :class:`StateError` when the child runs past
-    ``time_limit_s`` (it is killed), exceeds ``memory_limit_mb``, or the trainer raises.
+
+def preload_for(trainer: str | Trainer) -> tuple[str, ...]:
+    """The modules a child should import before its data arrives, for ``trainer``."""
+    if isinstance(trainer, str):
+        return _PRELOAD.get(trainer, ())
+    return ("skops.io",)
+
+
+class FitChild:
+    """A child Python process for one fit, started before its data is ready.
+
+    Starting Python and importing scikit-learn and skops takes a second or two; a
+    child started early does that while the parent builds the training set, then
+    waits for :meth:`fit` to hand it the data. Use it as a context manager: leaving
+    the block ends a child that was never used.
     """
-    _is_classifier(task)
-    spec = _trainer_spec(trainer)
-    name = spec.get("builtin") or f"{spec['module']}.{spec['qualname']}"
-    with tempfile.TemporaryDirectory(prefix="driftloop-fit-") as tmp:
-        work = Path(tmp)
+
+    def __init__(self, *, threads: int = 1, seed: int = 0, preload: Sequence[str] = ()) -> None:
+        self.threads = threads
+        self.seed = seed
+        self._tmp = tempfile.TemporaryDirectory(prefix="driftloop-fit-")
+        self.work = Path(self._tmp.name)
+        env = dict(os.environ)
+        env.update({variable: str(threads) for variable in _THREAD_VARIABLES})
+        env["PYTHONHASHSEED"] = str(seed)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "driftloop.training.fit", str(self.work), *preload],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._used = False
+
+    def __enter__(self) -> FitChild:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the child if it still runs and remove its working directory."""
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.communicate()
+        self._tmp.cleanup()
+
+    def fit(
+        self,
+        trainer: str | Trainer,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        task: str,
+        params: dict[str, Any] | None = None,
+        time_limit_s: float = 600,
+        memory_limit_mb: int | None = None,
+        trust_pickle: bool = False,
+    ) -> FitResult:
+        """Hand the child ``X``/``y`` and the trainer, wait for the fit, load the model.
+
+        The time limit counts from the hand-over. See :func:`fit_in_child`.
+        """
+        if self._used:
+            raise StateError("a FitChild fits once; start another for the next fit")
+        self._used = True
+        _is_classifier(task)
+        spec = _trainer_spec(trainer)
+        name = spec.get("builtin") or f"{spec.get('module', spec.get('file'))}.{spec['qualname']}"
+        work = self.work
         np.save(work / "X.npy", np.asarray(X), allow_pickle=False)
         np.save(work / "y.npy", np.asarray(y), allow_pickle=False)
         request = {
             "trainer": spec,
             "task": task,
             "params": params or {},
-            "seed": seed,
+            "seed": self.seed,
             "memory_limit_mb": memory_limit_mb,
+            "trust_pickle": trust_pickle,
         }
         (work / "request.json").write_text(json.dumps(request))
-        env = dict(os.environ)
-        env.update({variable: str(threads) for variable in _THREAD_VARIABLES})
-        env["PYTHONHASHSEED"] = str(seed)
-        child = subprocess.Popen(
-            [sys.executable, "-m", "driftloop.training.fit", str(work)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        child = self._process
         try:
-            _, stderr = child.communicate(timeout=time_limit_s)
+            # the go line; a child that died early simply reports through its stderr
+            _, stderr = child.communicate(input=b"go\n", timeout=time_limit_s)
         except subprocess.TimeoutExpired:
             child.kill()
             child.communicate()
@@ -218,7 +280,44 @@ def fit_in_child(
             stderr=stderr,
             work=work,
             memory_limit_mb=memory_limit_mb,
-            seed=seed,
+            seed=self.seed,
+            trust_pickle=trust_pickle,
+        )
+
+
+def fit_in_child(
+    trainer: str | Trainer,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    time_limit_s: float = 600,
+    memory_limit_mb: int | None = None,
+    threads: int = 1,
+    trust_pickle: bool = False,
+) -> FitResult:
+    """Fit ``trainer`` on ``X``/``y`` in a fresh Python process and load the result.
+
+    ``trainer`` is a name from :data:`BUILTIN_TRAINERS` or a module-level function
+    ``(X, y, params) -> model``; a model that no safe flavor saves needs
+    ``trust_pickle=True`` (the pickle flavor). Raises :class:`StateError` when the child
+    runs past ``time_limit_s`` (it is killed), exceeds ``memory_limit_mb``, or the
+    trainer raises.
+    """
+    _is_classifier(task)
+    _trainer_spec(trainer)
+    with FitChild(threads=threads, seed=seed, preload=preload_for(trainer)) as child:
+        return child.fit(
+            trainer,
+            X,
+            y,
+            task=task,
+            params=params,
+            time_limit_s=time_limit_s,
+            memory_limit_mb=memory_limit_mb,
+            trust_pickle=trust_pickle,
         )
 
 
@@ -231,6 +330,7 @@ def _result(
     work: Path,
     memory_limit_mb: int | None,
     seed: int,
+    trust_pickle: bool = False,
 ) -> FitResult:
     """The :class:`FitResult` from the child's report, or the :class:`StateError` it implies."""
     status = report.get("status")
@@ -258,7 +358,7 @@ def _result(
     artifact = (work / "model.bin").read_bytes()
     flavor = str(report["flavor"])
     return FitResult(
-        model=get_flavor(flavor).load(artifact),
+        model=get_flavor(flavor, trust_pickle=trust_pickle).load(artifact),
         flavor=flavor,
         artifact=artifact,
         duration_s=float(report["duration_s"]),
@@ -284,8 +384,34 @@ def _versions(names: tuple[str, ...]) -> dict[str, str]:
     return versions
 
 
-def _child_main(work: Path) -> None:
-    """Run the request in ``work`` and write ``report.json`` (and ``model.bin``)."""
+def _trainer_module(spec: dict[str, str]) -> Any:
+    """The module holding a user trainer: imported by name, or loaded from its file."""
+    if "module" in spec:
+        return importlib.import_module(spec["module"])
+    path = Path(spec["file"])
+    module_spec = importlib.util.spec_from_file_location(_DEFINITIONS_PREFIX + "child", path)
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError(f"cannot load the trainer's module from {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module
+    module_spec.loader.exec_module(module)
+    with contextlib.suppress(ImportError):
+        # a model class defined there cannot be imported by the parent: store it by value
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
+    return module
+
+
+def _child_main(work: Path, preload: Sequence[str] = ()) -> None:
+    """Import ``preload``, wait for the parent's go, run the request in ``work`` and write
+    ``report.json`` (and ``model.bin``)."""
+    for module in preload:
+        # a missing extra is reported by the fit itself, with its own error
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    if sys.stdin.readline().strip() != "go":
+        return  # the parent ended without handing over any data
     request = json.loads((work / "request.json").read_text())
     spec: dict[str, str] = request["trainer"]
     params: dict[str, Any] = request["params"]
@@ -300,7 +426,7 @@ def _child_main(work: Path) -> None:
             )
             fit: Callable[[], object] = lambda: estimator.fit(X, y)  # noqa: E731
         else:
-            target: Any = importlib.import_module(spec["module"])
+            target: Any = _trainer_module(spec)
             for part in spec["qualname"].split("."):
                 target = getattr(target, part)
             fit = lambda: target(X, y, params)  # noqa: E731
@@ -311,7 +437,7 @@ def _child_main(work: Path) -> None:
         started = time.perf_counter()
         model = fit()
         duration = time.perf_counter() - started
-        flavor = flavor_for(model)
+        flavor = flavor_for(model, trust_pickle=bool(request.get("trust_pickle")))
         (work / "model.bin").write_bytes(flavor.save(model))
         report = {"status": "ok", "flavor": flavor.name, "duration_s": duration}
     except MemoryError:
@@ -330,4 +456,4 @@ def _child_main(work: Path) -> None:
 
 
 if __name__ == "__main__":
-    _child_main(Path(sys.argv[1]))
+    _child_main(Path(sys.argv[1]), sys.argv[2:])

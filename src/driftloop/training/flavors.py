@@ -10,7 +10,7 @@ sklearn    skops, normalised to be byte-for-byte repeatable  the estimator, afte
            (fixed zip dates, ids renumbered)                 every type against an allow-list
 lightgbm   the native text model (``model_to_string``)       ``lightgbm.Booster``
 xgboost    the native JSON model (``save_raw("json")``)      ``xgboost.Booster``
-pickle     stdlib ``pickle`` (needs ``trust_pickle=True``)   whatever was saved
+pickle     cloudpickle (needs ``trust_pickle=True``)         whatever was saved
 ========== ================================================= =================================
 
 A fitted model saved twice gives the same bytes, so deterministic training gives
@@ -40,8 +40,6 @@ import pickle
 import zipfile
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
-
-import skops.io
 
 from driftloop.errors import ArtifactError, MissingExtraError, NotFoundError, StateError
 
@@ -120,12 +118,16 @@ class SklearnFlavor:
 
     def save(self, model: object) -> bytes:
         """skops bytes with fixed zip dates and renumbered object ids."""
+        import skops.io
+
         data = _normalise_skops(skops.io.dumps(model))
         self._trusted_types(data)
         return data
 
     def load(self, data: bytes) -> object:
         """The estimator, loaded with exactly the allowed types trusted."""
+        import skops.io
+
         trusted = self._trusted_types(data)
         try:
             return skops.io.loads(data, trusted=trusted)
@@ -134,6 +136,8 @@ class SklearnFlavor:
 
     def _trusted_types(self, data: bytes) -> list[str]:
         """The non-default types named in ``data``; :class:`StateError` if one is refused."""
+        import skops.io
+
         try:
             names: list[str] = skops.io.get_untrusted_types(data=data)
         except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
@@ -152,8 +156,18 @@ class SklearnFlavor:
         return names
 
 
+TRUSTED_FUNCTIONS = frozenset({"functools.partial", "sklearn.utils.validation.check_array"})
+"""The few callables scikit-learn itself stores inside fitted estimators (a
+HistGradientBoosting model with categorical features holds
+``partial(check_array, ...)``). A partial is only as trusted as what it wraps, and
+skops checks that separately."""
+
+
 def _is_trusted_class(name: str) -> bool:
-    """Whether ``name`` ("pkg.module.Class") is a class of a trusted package."""
+    """Whether ``name`` ("pkg.module.Class") is a class of a trusted package, or one
+    of :data:`TRUSTED_FUNCTIONS`."""
+    if name in TRUSTED_FUNCTIONS:
+        return True
     module_name, _, attr = name.rpartition(".")
     if module_name.partition(".")[0] not in TRUSTED_PACKAGES:
         return False
@@ -326,11 +340,23 @@ class XGBoostFlavor:
 # -- pickle ------------------------------------------------------------------
 
 
-class PickleFlavor:
-    """Any picklable object, with the stdlib ``pickle``.
+def _import_cloudpickle() -> ModuleType:
+    try:
+        import cloudpickle
+    except ImportError as exc:
+        raise MissingExtraError(
+            "the pickle flavor for custom models", extra="custom", package="cloudpickle"
+        ) from exc
+    module: ModuleType = cloudpickle
+    return module
 
-    Loading a pickle runs code chosen by whoever wrote it, so this flavor is only
-    handed out with ``trust_pickle=True``.
+
+class PickleFlavor:
+    """Any object, with cloudpickle (extra ``[custom]``).
+
+    cloudpickle stores classes and functions that cannot be imported by name (those
+    of a project's definitions module) by value. Loading a pickle runs code chosen by
+    whoever wrote it, so this flavor is only handed out with ``trust_pickle=True``.
     """
 
     name = "pickle"
@@ -340,15 +366,17 @@ class PickleFlavor:
         return True
 
     def save(self, model: object) -> bytes:
-        """``pickle.dumps`` with a fixed protocol."""
-        return pickle.dumps(model, protocol=_PICKLE_PROTOCOL)
+        """``cloudpickle.dumps`` with a fixed protocol."""
+        data: bytes = _import_cloudpickle().dumps(model, protocol=_PICKLE_PROTOCOL)
+        return data
 
     def load(self, data: bytes) -> object:
         """``pickle.loads``: runs whatever code the pickle names."""
+        _import_cloudpickle()  # a by-value class needs cloudpickle's helpers to load
         try:
             # Only reachable through trust_pickle=True.
             return pickle.loads(data)
-        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        except (pickle.UnpicklingError, EOFError, ValueError, ImportError, AttributeError) as exc:
             raise _unreadable(self.name, exc) from exc
 
 
