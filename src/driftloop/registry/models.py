@@ -150,10 +150,12 @@ class VersionDiff:
     tags: dict[str, tuple[Any, Any]]
     signature: dict[str, tuple[Any, Any]]
     lineage: dict[str, tuple[Any, Any]]
+    params: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    """Training hyperparameters, from each version's training run (when it has one)."""
 
     @property
     def same(self) -> bool:
-        return not (self.metrics or self.tags or self.signature or self.lineage)
+        return not (self.metrics or self.tags or self.signature or self.lineage or self.params)
 
     def to_dict(self) -> dict[str, Any]:
         def section(d: dict[str, tuple[Any, Any]]) -> dict[str, list[Any]]:
@@ -163,6 +165,7 @@ class VersionDiff:
             "a": self.a,
             "b": self.b,
             "metrics": section(self.metrics),
+            "params": section(self.params),
             "tags": section(self.tags),
             "signature": section(self.signature),
             "lineage": section(self.lineage),
@@ -686,11 +689,18 @@ def version_at(store: MetadataStore, model: str, alias: str, at: datetime) -> in
     return version
 
 
-def diff_versions(a: ModelVersion, b: ModelVersion) -> VersionDiff:
-    """The metrics, tags, signature and lineage keys whose values differ from ``a`` to ``b``."""
+def diff_versions(
+    a: ModelVersion,
+    b: ModelVersion,
+    *,
+    params: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
+) -> VersionDiff:
+    """The metrics, tags, signature and lineage keys whose values differ from ``a`` to ``b``
+    (and the training parameters, given as ``(params of a, params of b)``)."""
     return VersionDiff(
         a=a.ref,
         b=b.ref,
+        params=_diff(_flatten(params[0]), _flatten(params[1])) if params else {},
         metrics=_diff(a.metrics, b.metrics),
         tags=_diff(a.tags, b.tags),
         signature=_diff(_flatten(a.signature), _flatten(b.signature)),
