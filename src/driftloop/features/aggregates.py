@@ -223,7 +223,23 @@ def window_aggregates(
         [pa.field("__row", pa.int64())] + [pa.field(a.name, a.aggregate.arrow_type) for a in aggs]
     )
     sql = f"{ctes}, {body} SELECT {out} FROM __g ORDER BY __row"
-    return con.sql(sql).to_arrow_table().cast(schema)
+    if not any(_float_sum(a) for a in aggs):
+        return con.sql(sql).to_arrow_table().cast(schema)
+    # A float sum depends on the order of its additions, which parallel aggregation does
+    # not fix: one thread makes the same data give the same bits (and a training set the
+    # same hash). Counts, min, max, last and integer sums are exact on any thread count.
+    (threads,) = con.execute("SELECT current_setting('threads')").fetchone() or (1,)
+    con.execute("SET threads = 1")
+    try:
+        return con.sql(sql).to_arrow_table().cast(schema)
+    finally:
+        con.execute(f"SET threads = {int(threads)}")
+
+
+def _float_sum(agg: _Agg) -> bool:
+    """Whether ``agg`` adds floating-point values (a float sum or any mean)."""
+    function = agg.aggregate.function
+    return function == "mean" or (function == "sum" and agg.target == "DOUBLE")
 
 
 def _cheaper_plan(
