@@ -1,28 +1,79 @@
 """driftloop: keep production models fresh.
 
 The names a user types are re-exported here; everything else is reached
-through its package (``driftloop.data``, ``driftloop.core``...).
+through its package (``driftloop.data``, ``driftloop.core``...). They are
+imported on first use, so that ``import driftloop.training.fit`` (in a training
+child process) or the CLI's start does not pay for the whole library.
 """
 
+import importlib as _importlib
+import typing as _typing
+
 from driftloop._version import __version__
-from driftloop.core.clock import SimulatedClock, use_clock
-from driftloop.data.contract import BatchRules, Column, Contract, load_contract
-from driftloop.data.sources import Source
-from driftloop.features.definitions import Aggregate, Entity, Feature, FeatureView
-from driftloop.project import Project
+
+if _typing.TYPE_CHECKING:
+    from driftloop.core.clock import SimulatedClock, use_clock
+    from driftloop.data.contract import BatchRules, Column, Contract, load_contract
+    from driftloop.data.sources import Source
+    from driftloop.evaluation.gates import CalibrationBound, Change, SliceRegression, Threshold
+    from driftloop.features.definitions import Aggregate, Entity, Feature, FeatureView
+    from driftloop.project import Project
+    from driftloop.training.spec import Label, ModelSpec, TimeSplit
+
+_EXPORTS = {
+    "Aggregate": "driftloop.features.definitions",
+    "BatchRules": "driftloop.data.contract",
+    "CalibrationBound": "driftloop.evaluation.gates",
+    "Change": "driftloop.evaluation.gates",
+    "Column": "driftloop.data.contract",
+    "Contract": "driftloop.data.contract",
+    "Entity": "driftloop.features.definitions",
+    "Feature": "driftloop.features.definitions",
+    "FeatureView": "driftloop.features.definitions",
+    "Label": "driftloop.training.spec",
+    "ModelSpec": "driftloop.training.spec",
+    "Project": "driftloop.project",
+    "SimulatedClock": "driftloop.core.clock",
+    "SliceRegression": "driftloop.evaluation.gates",
+    "Source": "driftloop.data.sources",
+    "Threshold": "driftloop.evaluation.gates",
+    "TimeSplit": "driftloop.training.spec",
+    "load_contract": "driftloop.data.contract",
+    "use_clock": "driftloop.core.clock",
+}
 
 __all__ = [
     "Aggregate",
     "BatchRules",
+    "CalibrationBound",
+    "Change",
     "Column",
     "Contract",
     "Entity",
     "Feature",
     "FeatureView",
+    "Label",
+    "ModelSpec",
     "Project",
     "SimulatedClock",
+    "SliceRegression",
     "Source",
+    "Threshold",
+    "TimeSplit",
     "__version__",
     "load_contract",
     "use_clock",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'driftloop' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

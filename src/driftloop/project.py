@@ -67,10 +67,13 @@ from driftloop.features.registry import (
     resolve_view,
 )
 from driftloop.registry import models as model_registry
+from driftloop.training.spec import ModelSpec
 
 if TYPE_CHECKING:
     from driftloop.features.online import OnlineStore
     from driftloop.features.store import FeatureContext, MaterializeResult, TrainingSet
+    from driftloop.loop.pipeline import TrainOutcome
+    from driftloop.training.runs import TrainingRun
 
 __all__ = ["Applied", "AppliedView", "Definitions", "Project", "find_project_root"]
 
@@ -83,6 +86,7 @@ class Definitions:
     file: Path | None = None
     entities: dict[str, Entity] = field(default_factory=dict)
     views: dict[str, FeatureView] = field(default_factory=dict)
+    models: dict[str, ModelSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -134,14 +138,19 @@ def _load_definitions(path: Path) -> Definitions:
         ) from exc
     finally:
         sys.modules.pop(name, None)
-    found: dict[type, dict[str, Any]] = {Source: {}, Entity: {}, FeatureView: {}}
+    found: dict[type, dict[str, Any]] = {Source: {}, Entity: {}, FeatureView: {}, ModelSpec: {}}
     for value in vars(module).values():
         kind = type(value)
         if kind not in found:
             continue
         other = found[kind].get(value.name)
         if other is not None and other is not value:
-            label = {Source: "source", Entity: "entity", FeatureView: "feature view"}[kind]
+            label = {
+                Source: "source",
+                Entity: "entity",
+                FeatureView: "feature view",
+                ModelSpec: "model",
+            }[kind]
             raise DefinitionError(f"{label} {value.name!r} is defined twice", file=str(path))
         found[kind][value.name] = value
     return Definitions(
@@ -149,6 +158,7 @@ def _load_definitions(path: Path) -> Definitions:
         file=path,
         entities=dict(sorted(found[Entity].items())),
         views=dict(sorted(found[FeatureView].items())),
+        models=dict(sorted(found[ModelSpec].items())),
     )
 
 
@@ -444,6 +454,79 @@ class Project:
             self._features(), self.online, entity_keys, features, full_names=full_names
         )
 
+    # -- training -----------------------------------------------------------------
+
+    def model_spec(self, name: str) -> ModelSpec:
+        """The model spec called ``name`` in the definitions module."""
+        spec = self.definitions.models.get(name)
+        if spec is None:
+            raise NotFoundError("model spec", name, known=sorted(self.definitions.models))
+        return spec
+
+    def train(
+        self,
+        model: str | ModelSpec,
+        *,
+        as_of: datetime | None = None,
+        promote: bool = False,
+        who: str | None = None,
+    ) -> TrainOutcome:
+        """Train ``model`` (a spec or its name), evaluate it against the champion on the
+        most recent window, and register it as a new version with its verdict.
+
+        The ``challenger`` alias moves to it when its gates pass; with ``promote=True``
+        the ``champion`` alias too. Labels and data are those known at ``as_of``
+        (default: now). See :mod:`driftloop.loop.pipeline` for every step.
+        """
+        from driftloop.loop.pipeline import train_model
+
+        spec = self.model_spec(model) if isinstance(model, str) else model
+        try:
+            return train_model(
+                self._features(who), spec, as_of=as_of, project_root=self.root, promote=promote
+            )
+        except NotFoundError as exc:
+            if exc.kind not in ("feature view", "entity", "source") or exc.name not in {
+                *self.definitions.views,
+                *self.definitions.entities,
+                *self.definitions.sources,
+            }:
+                raise
+            hint = NotFoundError(exc.kind, exc.name)
+            hint.message = (
+                f"{exc.message}; it is declared but not registered yet: run `driftloop apply` "
+                "(Project.apply()) first"
+            )
+            hint.args = (hint.message,)
+            raise hint from exc
+
+    def runs(self, model: str | None = None, *, limit: int = 100) -> list[TrainingRun]:
+        """Recent training runs (of ``model``), newest first."""
+        from driftloop.training.runs import list_runs
+
+        return list_runs(self.store, model, limit=limit)
+
+    def run(self, run_id: str) -> TrainingRun:
+        """A training run by id or unique prefix."""
+        from driftloop.training.runs import get_run
+
+        return get_run(self.store, run_id)
+
+    def evaluation_report(self, model: str, ref: int | str = "latest") -> dict[str, Any]:
+        """The evaluation report (JSON) of a model version trained by :meth:`train`."""
+        from driftloop.registry.card_data import evaluation_report
+
+        version = model_registry.resolve(self.store, model, ref)
+        return evaluation_report(self.artifacts, version)
+
+    def model_card(self, model: str, ref: int | str = "latest") -> dict[str, Any]:
+        """Everything the model card of a version shows, as data (see
+        :mod:`driftloop.registry.cards` for its Markdown and HTML forms)."""
+        from driftloop.registry.card_data import card_data
+
+        version = model_registry.resolve(self.store, model, ref)
+        return card_data(self.store, self.artifacts, version)
+
     # -- models -------------------------------------------------------------------
 
     def models(self) -> list[model_registry.RegisteredModel]:
@@ -541,11 +624,20 @@ class Project:
         return model_registry.version_at(self.store, model, alias, at)
 
     def diff_models(self, model: str, a: int | str, b: int | str) -> model_registry.VersionDiff:
-        """What differs between two versions of ``model`` (numbers, ``latest`` or aliases)."""
-        return model_registry.diff_versions(
-            model_registry.resolve(self.store, model, a),
-            model_registry.resolve(self.store, model, b),
-        )
+        """What differs between two versions of ``model`` (numbers, ``latest`` or aliases):
+        metrics, training parameters, tags, signature (features) and lineage (data)."""
+        va = model_registry.resolve(self.store, model, a)
+        vb = model_registry.resolve(self.store, model, b)
+        return model_registry.diff_versions(va, vb, params=(self._params(va), self._params(vb)))
+
+    def _params(self, version: model_registry.ModelVersion) -> dict[str, Any]:
+        """The hyperparameters of the training run behind ``version`` ({} without one)."""
+        if not version.run_id:
+            return {}
+        try:
+            return self.run(version.run_id).params
+        except NotFoundError:  # registered by hand with a run id of another system
+            return {}
 
     # -- status -------------------------------------------------------------------
 

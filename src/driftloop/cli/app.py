@@ -26,6 +26,7 @@ from driftloop.cli import data as data_cmd
 from driftloop.cli import features as features_cmd
 from driftloop.cli import init as init_cmd
 from driftloop.cli import models as models_cmd
+from driftloop.cli import train as train_cmd
 from driftloop.cli.output import (
     JsonOption,
     Session,
@@ -50,6 +51,7 @@ EXIT_CODES = {
     5: "config, contract or definition error",
     6: "state conflict",
     7: "backend unavailable",
+    8: "a model version failed its gates",
 }
 INTERRUPTED = 130
 
@@ -313,6 +315,7 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(models_cmd.app, name="models")
 app.command("materialize")(features_cmd.materialize_command)
+app.command("train")(train_cmd.train)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ Project method."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -231,12 +232,16 @@ def diff(
         return
     out = console()
     if result.same:
-        out.print(f"{result.a} and {result.b}: no differences in metrics, tags, signature, lineage")
+        out.print(
+            f"{result.a} and {result.b}: no differences in metrics, params, tags, signature, "
+            "lineage"
+        )
         return
     rows = [
         (section, key, _cell(old), _cell(new))
         for section, changes in (
             ("metrics", result.metrics),
+            ("params", result.params),
             ("tags", result.tags),
             ("signature", result.signature),
             ("lineage", result.lineage),
@@ -262,3 +267,187 @@ def rollback(
         print_json(move.to_dict())
         return
     _print_move(move)
+
+
+RefArgument = Annotated[
+    str, typer.Argument(metavar="REF", help="A version number, 'latest' or an alias.")
+]
+
+
+@app.command()
+def runs(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None, typer.Argument(metavar="[MODEL]", help="Only this model's runs.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Recent training runs, newest first: status, version, duration, metrics."""
+    found = session(ctx).project().runs(model, limit=limit)
+    if as_json:
+        print_json({"runs": [r.to_dict() for r in found]})
+        return
+    out = console()
+    if not found:
+        out.print("no training runs yet: `driftloop train MODEL`")
+        return
+    out.print(
+        table(
+            ["run", "model", "status", "version", "verdict", "started", "fit s", "total s"],
+            [
+                (
+                    r.id,
+                    r.model,
+                    r.status,
+                    _version(r.model_version),
+                    "-" if not r.evaluation else ("pass" if r.evaluation.get("passed") else "fail"),
+                    fmt_time(r.started_at),
+                    _cell(r.fit_seconds),
+                    _cell(r.total_seconds),
+                )
+                for r in found
+            ],
+        )
+    )
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="A run id or a unique prefix.")],
+    as_json: JsonOption = False,
+) -> None:
+    """One training run: parameters, data versions, code version, timings, metrics."""
+    record = session(ctx).project().run(run_id)
+    if as_json:
+        print_json(record.to_dict())
+        return
+    out = console()
+    code = record.code_version
+    out.print(
+        kv_table(
+            [
+                ("run", record.id),
+                ("model", f"{record.model} ({_version(record.model_version)})"),
+                ("status", record.status),
+                ("trainer", record.trainer),
+                ("started", f"{fmt_time(record.started_at)} by {record.created_by}"),
+                ("training set", record.training_set_id or "-"),
+                ("fit", f"{_cell(record.fit_seconds)} s"),
+                ("peak memory", f"{_cell(record.peak_memory_mb)} MB"),
+                ("total", f"{_cell(record.total_seconds)} s"),
+                (
+                    "code",
+                    f"driftloop {code.get('driftloop')}, git {code.get('git_sha') or '-'}"
+                    + (" (dirty)" if code.get("git_dirty") else ""),
+                ),
+                ("error", record.error or "-"),
+            ]
+        )
+    )
+    for title, section in (
+        ("params", record.params),
+        ("metrics", record.metrics),
+        ("library", record.library_versions),
+        ("dataset versions", {k: ", ".join(v) for k, v in record.dataset_versions.items()}),
+    ):
+        if section:
+            out.print()
+            out.print(table([title, "value"], [(k, _cell(v)) for k, v in section.items()]))
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    model: ModelArgument,
+    ref: RefArgument = "latest",
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", metavar="FILE", dir_okay=False, help="Write the HTML page here."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The evaluation report of a version: metrics against the champion with intervals,
+    slices, gates and verdict (--html: a self-contained page)."""
+    body = session(ctx).project().evaluation_report(model, ref)
+    if html is not None:
+        from driftloop.evaluation.html import report_html
+
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(report_html(body), encoding="utf-8")
+    if as_json:
+        print_json(body)
+        return
+    out = console()
+    champion = body.get("champion")
+    out.print(
+        Text.assemble(
+            (f"{body['challenger']['label']}", "bold"),
+            f"  vs  {champion['label'] if champion else 'no champion'}",
+            f"  on {body['rows']} rows  ",
+            ("PASS", "bold green") if body["verdict"]["passed"] else ("FAIL", "bold red"),
+        )
+    )
+    out.print(
+        table(
+            ["metric", "challenger", "champion", "difference", "interval"],
+            [
+                (
+                    m["name"],
+                    _cell(m["challenger"]),
+                    _cell(m["champion"]),
+                    _cell(m["difference"]["observed"]) if m["difference"] else "-",
+                    f"[{_cell(m['difference']['low'])}, {_cell(m['difference']['high'])}]"
+                    if m["difference"]
+                    else "-",
+                )
+                for m in body["metrics"]
+            ],
+        )
+    )
+    for result in body["verdict"]["results"]:
+        mark = {True: "PASS", False: "FAIL", None: "SKIP"}[result["passed"]]
+        out.print(f"{mark}: {result['gate']}: {result['reason']}", soft_wrap=True)
+    if html is not None:
+        out.print(f"report: {html}")
+
+
+@app.command()
+def card(
+    ctx: typer.Context,
+    *,
+    model: ModelArgument,
+    ref: RefArgument = "latest",
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", metavar="FILE", dir_okay=False, help="Write the HTML card here."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="FILE", dir_okay=False, help="Write the Markdown here."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The model card of a version, as Markdown on stdout (or --output), HTML (--html) or
+    the data behind it (--json)."""
+    from driftloop.registry.cards import card_html, card_markdown
+
+    data = session(ctx).project().model_card(model, ref)
+    if html is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(card_html(data), encoding="utf-8")
+    if as_json:
+        print_json(data)
+        return
+    text = card_markdown(data)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        console().print(f"card: {output}")
+    elif html is None:
+        typer.echo(text)
+    else:
+        console().print(f"card: {html}")

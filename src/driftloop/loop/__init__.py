@@ -1,0 +1,1 @@
+"""The loop: pipeline runs (train, evaluate, gate, register) and, later, triggers."""
