@@ -2,8 +2,11 @@
 
 100,000 rows of a binary task (20% positives), two models scored on the same rows,
 all binary metrics; times ``compute_metrics`` for one model, ``paired_bootstrap``
-with 1,000 resamples, and ``slice_metrics`` over one categorical column with 10
-values. Run from the repository root::
+with 1,000 resamples, ``slice_metrics`` over one categorical column with 10
+values, and the whole champion-vs-challenger evaluation ``compare`` (metrics of both,
+the bootstrap, 10 slice columns -- 5 categorical with 10 values, 5 numeric in 5
+quantile bins -- for both models, calibration, ROC, 5 gates) and rendering its HTML
+report. Run from the repository root::
 
     .venv/bin/python bench/evaluate.py [--rows N] [--resamples R] [--repeat K]
 
@@ -26,6 +29,9 @@ from typing import Any
 import numpy as np
 
 from driftloop.evaluation.bootstrap import paired_bootstrap
+from driftloop.evaluation.compare import compare
+from driftloop.evaluation.gates import CalibrationBound, Change, SliceRegression, Threshold
+from driftloop.evaluation.html import report_html
 from driftloop.evaluation.metrics import compute_metrics
 from driftloop.evaluation.slices import slice_metrics
 
@@ -67,11 +73,38 @@ def main() -> None:
     slices_s, slices = best(
         lambda: slice_metrics("binary", y, challenger, {"segment": segment}), args.repeat
     )
+    columns: dict[str, Any] = {f"cat{i}": rng.integers(0, 10, n).astype(str) for i in range(5)}
+    columns.update({f"num{i}": rng.normal(size=n) for i in range(5)})
+    gates = [
+        Threshold("roc_auc", min=0.7),
+        Change("roc_auc", min_delta=0.0, use_interval=True),
+        Change("log_loss", min_delta=0.0),
+        SliceRegression("roc_auc", max_drop=0.02),
+        CalibrationBound(max_ece=0.1),
+    ]
+    compare_s, report = best(
+        lambda: compare(
+            "binary",
+            y,
+            challenger,
+            champion,
+            gates=gates,
+            slices=columns,
+            resamples=args.resamples,
+        ),
+        args.repeat,
+    )
+    html_s, page = best(lambda: report_html(report.to_dict()), args.repeat)
     auc = diffs["roc_auc"]
     print(f"rows {n:,}, resamples {args.resamples:,}, metrics {len(diffs)}")
     print(f"compute_metrics   {metrics_s:8.3f} s")
     print(f"paired_bootstrap  {boot_s:8.3f} s")
     print(f"slice_metrics     {slices_s:8.3f} s  ({len(slices)} slices)")
+    print(
+        f"compare (whole)   {compare_s:8.3f} s  (10 slice columns, "
+        f"{len(report.challenger_slices)} slices per model, {len(gates)} gates)"
+    )
+    print(f"report_html       {html_s:8.3f} s  ({len(page) / 1024:.0f} KiB)")
     print(f"roc_auc b - a = {auc.observed:+.4f} [{auc.low:+.4f}, {auc.high:+.4f}]")
     record = {
         "benchmark": "evaluate",
@@ -85,6 +118,9 @@ def main() -> None:
         "compute_metrics_seconds": round(metrics_s, 4),
         "bootstrap_seconds": round(boot_s, 4),
         "slice_metrics_seconds": round(slices_s, 4),
+        "compare_seconds": round(compare_s, 4),
+        "compare_slices": len(report.challenger_slices),
+        "report_html_seconds": round(html_s, 4),
         "roc_auc_difference": [round(auc.observed, 5), round(auc.low, 5), round(auc.high, 5)],
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

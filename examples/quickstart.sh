@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The driftloop quickstart: create the example project, register its source, ingest
-# batches (one of them bad), look at versions, profiles and quarantine, and read the
-# data back as it was known between two ingests.
+# batches (one of them bad), look at versions, profiles and quarantine, read the
+# data back as it was known between two ingests, build features, then train,
+# evaluate and register the example model and read its report and model card.
 #
 # Run from the repository root with the virtualenv on PATH: `make demo`.
 set -euo pipefail
@@ -83,6 +84,41 @@ driftloop materialize
 CUSTOMER=$(python -c 'import pyarrow.parquet as pq; print(pq.read_table("export/labels.parquet").column("customer_id")[0])')
 step "Online features of customer $CUSTOMER, with their age"
 driftloop features online --features last_transaction:*,customer_spend:* --key customer_id="$CUSTOMER"
+
+step "Train the example model: features as known at each label's time, a time split, a fit in a child process"
+# Train "as of" a fixed time, so that the second training below sees exactly the same
+# labels (in this example a label becomes known a day after its payment).
+AS_OF=$(python -c 'from datetime import UTC, datetime; print(datetime.now(UTC).isoformat())')
+driftloop train fraud --as-of "$AS_OF" --promote --report report/fraud-v1.html
+echo "(no champion yet: change gates are skipped; --promote made version 1 champion)"
+
+step "Train again on the same data: compared with the champion on the same rows, same artifact"
+driftloop train fraud --as-of "$AS_OF" --report report/fraud-v2.html
+python - <<'PY'
+import json, subprocess
+digests = [json.loads(subprocess.check_output(["driftloop", "models", "show", "fraud", v, "--json"]))["artifact_digest"] for v in ("1", "2")]
+print("same artifact bytes:", digests[0] == digests[1], digests[0][:12])
+assert digests[0] == digests[1], "a deterministic training must give the same artifact"
+PY
+
+step "Versions, aliases and runs"
+driftloop models list
+driftloop models runs fraud
+
+step "What differs between the two versions (metrics, parameters, features, data)"
+driftloop models diff fraud 1 2
+
+step "The evaluation report of version 2 against the champion"
+driftloop models report fraud 2
+
+step "Model card of version 2 (also as HTML)"
+driftloop models card fraud 2 --html report/fraud-v2-card.html --output report/fraud-v2-card.md
+head -n 20 report/fraud-v2-card.md
+
+step "Promote version 2 by compare-and-set (only if champion is still version 1), then roll back"
+driftloop models alias fraud champion 2 --expected 1 --reason "passed its gates against v1"
+driftloop models rollback fraud --reason "demo: back to the previous champion"
+driftloop models history fraud --alias champion
 
 step "Project status"
 driftloop status
