@@ -9,7 +9,8 @@ steps (see :mod:`driftloop.loop.pipeline`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +67,8 @@ class Prepared:
     keys: list[str]
     entity_rows: pa.Table
     """The label rows the training set was built from (its entity rows)."""
+    phases_s: dict[str, float] = field(default_factory=dict)
+    """Seconds spent reading the labels, building the training set, splitting and encoding."""
 
 
 def _entity(ctx: FeatureContext, spec: ModelSpec) -> Entity:
@@ -223,10 +226,12 @@ def prepare(
     :func:`store_training_set`, e.g. while the model fits.
     """
     as_of = as_of or clock.now()
+    begun = time.perf_counter()
     outputs = pinned_features(ctx, list(spec.features))
     extra = [c for c in spec.slices if c not in outputs]
     rows, left_out = label_rows(ctx, spec, as_of=as_of, extra=extra)
     keys = _entity(ctx, spec).join_keys
+    labelled = time.perf_counter()
     training_set = get_training_set(
         ctx,
         rows,
@@ -235,6 +240,7 @@ def prepare(
         store=store,
         as_of=as_of,
     )
+    built = time.perf_counter()
     table = training_set.table
     train_mask, valid_mask, split = _split(spec, table)
     split["label_rows_left_out"] = left_out
@@ -256,18 +262,24 @@ def prepare(
             split["validation_rows_with_unseen_class"] = int((~seen).sum())
             valid, y_valid = valid.filter(pa.array(seen)), y_valid[seen]
     inputs = fit_inputs(train, list(outputs), outputs)
+    X_train, X_valid = encode(train, inputs), encode(valid, inputs)
     return Prepared(
         training_set=training_set,
         inputs=inputs,
-        X_train=encode(train, inputs),
+        X_train=X_train,
         y_train=y_train,
-        X_valid=encode(valid, inputs),
+        X_valid=X_valid,
         y_valid=y_valid,
         valid=valid,
         classes=classes or None,
         split=split,
         keys=keys,
         entity_rows=rows,
+        phases_s={
+            "label_rows": labelled - begun,
+            "training_set": built - labelled,
+            "split_encode": time.perf_counter() - built,
+        },
     )
 
 
