@@ -239,7 +239,7 @@ def train_model(
     )
     try:
         with start_child(spec) as child:  # imports its libraries while we prepare
-            prepared = prepare(ctx, spec, as_of=as_of, store=False)
+            prepared = prepare(ctx, spec, as_of=as_of, store=False, child=child)
             # the training set is written while the model fits, off the critical path
             with ThreadPoolExecutor(max_workers=1) as pool:
                 saving = pool.submit(store_training_set, ctx, spec, prepared)

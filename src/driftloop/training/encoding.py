@@ -100,9 +100,23 @@ def fit_inputs(
     return inputs
 
 
-def encode(table: pa.Table, inputs: Sequence[InputColumn]) -> npt.NDArray[np.float64]:
-    """The ``(rows, len(inputs))`` float64 matrix of ``table`` under ``inputs``."""
-    out = np.empty((table.num_rows, len(inputs)), dtype=np.float64)
+def encode(
+    table: pa.Table,
+    inputs: Sequence[InputColumn],
+    *,
+    out: npt.NDArray[np.float64] | None = None,
+) -> npt.NDArray[np.float64]:
+    """The ``(rows, len(inputs))`` float64 matrix of ``table`` under ``inputs``.
+
+    The matrix is column-major (Fortran order): each input is written as one contiguous
+    column, chunk by chunk, without an intermediate copy of the whole column. ``out``,
+    if given, is filled instead of a new matrix (e.g. a memory-mapped file).
+    """
+    shape = (table.num_rows, len(inputs))
+    if out is None:
+        out = np.empty(shape, dtype=np.float64, order="F")
+    elif out.shape != shape:
+        raise InputError(f"the output matrix has shape {out.shape}, expected {shape}")
     for j, spec in enumerate(inputs):
         if spec.name not in table.column_names:
             raise InputError(f"input column {spec.name!r} is missing", column=spec.name)
@@ -118,8 +132,12 @@ def encode(table: pa.Table, inputs: Sequence[InputColumn]) -> npt.NDArray[np.flo
                     f"input column {spec.name!r} must be numeric, got {column.type}",
                     column=spec.name,
                 )
-            values = pc.cast(column, pa.float64())
-        out[:, j] = pc.fill_null(values, np.nan).to_numpy()
+            values = column if column.type == pa.float64() else pc.cast(column, pa.float64())
+        start = 0
+        for chunk in values.chunks:
+            # a float array's nulls come out as NaN
+            out[start : start + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
+            start += len(chunk)
     return out
 
 

@@ -1,11 +1,13 @@
 """Fitting a model in a child process, with a time limit, a memory cap and a run record.
 
-The parent writes ``X`` and ``y`` to a temporary directory and starts
-``python -m driftloop.training.fit DIR`` with ``OMP_NUM_THREADS`` and friends set in
-its environment, so they hold before the child imports numpy. The child applies
-``RLIMIT_AS`` when a memory cap is given, fits, saves the model with its flavor and
-writes the bytes plus a small JSON report back to the directory. The parent never
-unpickles anything: the model is loaded from the flavor's bytes.
+The parent writes ``X`` and ``y`` to a temporary directory and hands it to a child
+forked from a warm fit server (:mod:`driftloop.training.forkserver`), which was
+started with ``OMP_NUM_THREADS`` and friends set, so they hold for numpy and OpenMP,
+and has scikit-learn and skops imported already. The child applies ``RLIMIT_AS`` when
+a memory cap is given, fits, saves the model with its flavor and writes the bytes plus
+a small JSON report back to the directory; the parent kills it by its pid past the
+time limit. The parent never unpickles anything: the model is loaded from the
+flavor's bytes.
 
 ::
 
@@ -26,13 +28,13 @@ import importlib.metadata
 import importlib.util
 import inspect
 import json
-import os
 import pickle
 import platform
 import resource
-import subprocess
+import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +46,7 @@ import numpy as np
 
 from driftloop.errors import StateError
 from driftloop.training.flavors import flavor_for, get_flavor
+from driftloop.training.forkserver import FitTimeout, get_server
 
 __all__ = [
     "BUILTIN_TRAINERS",
@@ -60,7 +63,6 @@ TASKS = ("binary", "multiclass", "regression")
 Trainer = Callable[[np.ndarray, np.ndarray, dict[str, Any]], object]
 Builder = Callable[[str, Mapping[str, Any], int], object]
 
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _VERSIONED = ("numpy", "scikit-learn", "pyarrow")
 _DEFINITIONS_PREFIX = "_driftloop_definitions_"
 
@@ -189,29 +191,24 @@ def preload_for(trainer: str | Trainer) -> tuple[str, ...]:
 
 
 class FitChild:
-    """A child Python process for one fit, started before its data is ready.
+    """One fit in a child process, whose server may be started before the data is ready.
 
-    Starting Python and importing scikit-learn and skops takes a second or two; a
-    child started early does that while the parent builds the training set, then
-    waits for :meth:`fit` to hand it the data. Use it as a context manager: leaving
-    the block ends a child that was never used.
+    The child is forked from a warm :class:`~driftloop.training.forkserver.FitServer`
+    (started on first use with these thread settings and preloaded modules, then kept);
+    creating a FitChild starts that server if needed without waiting for it, so it
+    imports its libraries while the parent builds the training set. Use it as a context
+    manager: leaving the block removes its working directory.
     """
 
     def __init__(self, *, threads: int = 1, seed: int = 0, preload: Sequence[str] = ()) -> None:
         self.threads = threads
         self.seed = seed
-        self._tmp = tempfile.TemporaryDirectory(prefix="driftloop-fit-")
-        self.work = Path(self._tmp.name)
-        env = dict(os.environ)
-        env.update({variable: str(threads) for variable in _THREAD_VARIABLES})
-        env["PYTHONHASHSEED"] = str(seed)
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "driftloop.training.fit", str(self.work), *preload],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._matrix: np.ndarray | None = None
+        self._server = get_server(threads, preload)
+        # This process loads the fitted model with the same libraries: import them now,
+        # in the background, while the data is prepared (Arrow and DuckDB release the GIL).
+        threading.Thread(target=_import_quietly, args=(tuple(preload),), daemon=True).start()
         self._used = False
 
     def __enter__(self) -> FitChild:
@@ -220,12 +217,25 @@ class FitChild:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    def _work(self, nbytes: int) -> Path:
+        """The hand-over directory, made on first use (in shared memory when it fits)."""
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="driftloop-fit-", dir=_scratch(nbytes))
+        return Path(self._tmp.name)
+
+    def matrix(self, rows: int, columns: int) -> np.ndarray:
+        """A float64 ``(rows, columns)`` column-major matrix that is already the hand-over
+        file: fill it and pass it to :meth:`fit` as ``X``, and it is not copied again."""
+        path = self._work(rows * columns * 8) / "X.npy"
+        self._matrix = np.lib.format.open_memmap(
+            path, mode="w+", dtype=np.float64, shape=(rows, columns), fortran_order=True
+        )
+        return self._matrix
+
     def close(self) -> None:
-        """End the child if it still runs and remove its working directory."""
-        if self._process.poll() is None:
-            self._process.kill()
-        self._process.communicate()
-        self._tmp.cleanup()
+        """Remove the working directory (the server stays for the next fit)."""
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def fit(
         self,
@@ -249,8 +259,11 @@ class FitChild:
         _is_classifier(task)
         spec = _trainer_spec(trainer)
         name = spec.get("builtin") or f"{spec.get('module', spec.get('file'))}.{spec['qualname']}"
-        work = self.work
-        np.save(work / "X.npy", np.asarray(X), allow_pickle=False)
+        work = self._work(np.asarray(X).nbytes + np.asarray(y).nbytes)
+        if X is not self._matrix:  # else the caller filled the hand-over file in place
+            np.save(work / "X.npy", np.asarray(X), allow_pickle=False)
+        elif isinstance(X, np.memmap):
+            X.flush()
         np.save(work / "y.npy", np.asarray(y), allow_pickle=False)
         request = {
             "trainer": spec,
@@ -261,30 +274,47 @@ class FitChild:
             "trust_pickle": trust_pickle,
         }
         (work / "request.json").write_text(json.dumps(request))
-        child = self._process
         try:
-            # the go line; a child that died early simply reports through its stderr
-            _, stderr = child.communicate(input=b"go\n", timeout=time_limit_s)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.communicate()
+            returncode = self._server.run(work, time_limit_s)
+        except FitTimeout:
             raise StateError(
                 f"training {name} exceeded its time limit of {time_limit_s:g} s",
                 trainer=name,
                 time_limit_s=time_limit_s,
             ) from None
+        stderr_path = work / "stderr.txt"
+        stderr = stderr_path.read_bytes() if stderr_path.exists() else b""
         report_path = work / "report.json"
         report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.exists() else {}
         return _result(
             name,
             report,
-            returncode=child.returncode,
+            returncode=returncode,
             stderr=stderr,
             work=work,
             memory_limit_mb=memory_limit_mb,
             seed=self.seed,
             trust_pickle=trust_pickle,
         )
+
+
+_SHM = Path("/dev/shm")
+
+
+def _scratch(nbytes: int) -> str | None:
+    """Where to hand the data over: shared memory when it has room for it twice over
+    (no disk writes), else the default temporary directory."""
+    try:
+        free = shutil.disk_usage(_SHM).free if _SHM.is_dir() else 0
+    except OSError:
+        free = 0
+    return str(_SHM) if free > 2 * nbytes + (64 << 20) else None
+
+
+def _import_quietly(modules: tuple[str, ...]) -> None:
+    for module in modules:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
 
 
 def fit_in_child(
@@ -406,23 +436,16 @@ def _trainer_module(spec: dict[str, str]) -> Any:
     return module
 
 
-def _child_main(work: Path, preload: Sequence[str] = ()) -> None:
-    """Import ``preload``, wait for the parent's go, run the request in ``work`` and write
-    ``report.json`` (and ``model.bin``)."""
-    begun = time.perf_counter()
-    for module in preload:
-        # a missing extra is reported by the fit itself, with its own error
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
-    imported = time.perf_counter()
-    if sys.stdin.readline().strip() != "go":
-        return  # the parent ended without handing over any data
+def run_request(work: Path) -> None:
+    """In the child: run the request in ``work`` and write ``report.json`` (and
+    ``model.bin``); a trainer's failure is reported, never raised."""
     handed_over = time.perf_counter()
     request = json.loads((work / "request.json").read_text())
     spec: dict[str, str] = request["trainer"]
     params: dict[str, Any] = request["params"]
-    X = np.load(work / "X.npy", allow_pickle=False)
-    y = np.load(work / "y.npy", allow_pickle=False)
+    # mapped copy-on-write: no copy is made unless the trainer writes to the arrays
+    X = np.load(work / "X.npy", allow_pickle=False, mmap_mode="c")
+    y = np.load(work / "y.npy", allow_pickle=False, mmap_mode="c")
     extra = (spec["builtin"],) if spec.get("builtin") in ("lightgbm", "xgboost") else ()
     report: dict[str, Any]
     try:
@@ -451,8 +474,6 @@ def _child_main(work: Path, preload: Sequence[str] = ()) -> None:
             "duration_s": duration,
             # where the child's time went, for the overhead benchmark and for diagnosis
             "phases_s": {
-                "import": imported - begun,
-                "idle_before_data": handed_over - imported,
                 "load_data": started - handed_over,
                 "fit": duration,
                 "save": time.perf_counter() - started - duration,
@@ -471,12 +492,3 @@ def _child_main(work: Path, preload: Sequence[str] = ()) -> None:
     report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["library_versions"] = _versions(_VERSIONED + extra)
     (work / "report.json").write_text(json.dumps(report))
-
-
-if __name__ == "__main__":
-    _child_main(Path(sys.argv[1]), sys.argv[2:])
-    # Everything is written and closed: skip the interpreter's teardown of numpy,
-    # scikit-learn and the data (a tenth of a second or more the parent would wait for).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)

@@ -171,6 +171,16 @@ def _split(
     return train, valid, info
 
 
+def _rows(table: pa.Table, mask: npt.NDArray[np.bool_]) -> pa.Table:
+    """The rows of ``mask``: a zero-copy slice when they are one contiguous run (the usual
+    case, the rows being in time order), else a filtered copy."""
+    count = int(mask.sum())
+    first = int(np.argmax(mask)) if count else 0
+    if count and mask[first : first + count].all():
+        return table.slice(first, count)
+    return table.filter(pa.array(mask))
+
+
 def _iso(value: np.datetime64) -> str:
     return str(np.datetime_as_string(value, unit="us")) + "+00:00"
 
@@ -218,12 +228,18 @@ def _targets(
 
 
 def prepare(
-    ctx: FeatureContext, spec: ModelSpec, *, as_of: datetime | None = None, store: bool = True
+    ctx: FeatureContext,
+    spec: ModelSpec,
+    *,
+    as_of: datetime | None = None,
+    store: bool = True,
+    child: FitChild | None = None,
 ) -> Prepared:
     """Label rows → stored training set → time split → encoded matrices.
 
     ``store=False`` leaves the training set unstored (its id None); store it later with
-    :func:`store_training_set`, e.g. while the model fits.
+    :func:`store_training_set`, e.g. while the model fits. With ``child``, the training
+    matrix is written straight into that child's hand-over file.
     """
     as_of = as_of or clock.now()
     begun = time.perf_counter()
@@ -245,8 +261,9 @@ def prepare(
     train_mask, valid_mask, split = _split(spec, table)
     split["label_rows_left_out"] = left_out
     split["as_of"] = as_of.isoformat()
-    train = table.filter(pa.array(train_mask))
-    valid = table.filter(pa.array(valid_mask))
+    # the training rows need only their features; the validation rows keep every column
+    train = _rows(table.select(list(outputs)), train_mask)
+    valid = _rows(table, valid_mask)
     y_all, classes = _targets(spec, table.column(spec.label.column), train_mask)
     y_train, y_valid = y_all[train_mask], y_all[valid_mask]
     if spec.task != "regression" and len(np.unique(y_train)) < 2:
@@ -262,7 +279,8 @@ def prepare(
             split["validation_rows_with_unseen_class"] = int((~seen).sum())
             valid, y_valid = valid.filter(pa.array(seen)), y_valid[seen]
     inputs = fit_inputs(train, list(outputs), outputs)
-    X_train, X_valid = encode(train, inputs), encode(valid, inputs)
+    out = child.matrix(train.num_rows, len(inputs)) if child is not None else None
+    X_train, X_valid = encode(train, inputs, out=out), encode(valid, inputs)
     return Prepared(
         training_set=training_set,
         inputs=inputs,
