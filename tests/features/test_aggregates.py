@@ -696,3 +696,42 @@ def test_every_plan_equals_the_brute_force_reference(case: Case) -> None:
                 con, case.view, batches, case.entity, plan=plan, batch_times=case.batch_times
             )
         assert_matches(got.to_pylist(), want)
+
+
+# -- exact float sums ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("plan", PLANS)
+def test_float_sums_are_exact_so_their_order_cannot_change_them(
+    con: duckdb.DuckDBPyConnection, plan: Plan
+) -> None:
+    """The sum is the exact sum rounded once (math.fsum), whatever the order of the
+    additions, so parallel aggregation gives the same bits every time."""
+    amounts = [3e5, 0.1, -3e5, 0.2, 1 / 3, 7.25e-3]
+    rows = [{"id": 1, "event_time": at(m), "amount": a} for m, a in enumerate(amounts)]
+    view = view_of(Aggregate("amount", "sum", "1h"), Aggregate("amount", "mean", "1h"))
+    result = compute(con, view, [source_table(rows)], [{"id": 1, "__ts": at(30)}], plan=plan)
+    assert result.column("amount_sum_1h")[0].as_py() == math.fsum(amounts)
+    assert sum(amounts) != math.fsum(amounts)  # the naive double sum differs
+    assert result.column("amount_mean_1h")[0].as_py() == math.fsum(amounts) / len(amounts)
+
+
+@pytest.mark.parametrize("plan", PLANS)
+def test_nan_and_infinities_propagate_through_float_sums(
+    con: duckdb.DuckDBPyConnection, plan: Plan
+) -> None:
+    """A NaN in the window makes the sum NaN, an infinity makes it infinite; others are exact."""
+    rows = [
+        {"id": 1, "event_time": at(1), "amount": 1.5},
+        {"id": 1, "event_time": at(2), "amount": math.inf},
+        {"id": 2, "event_time": at(1), "amount": 2.5},
+        {"id": 2, "event_time": at(2), "amount": math.nan},
+        {"id": 3, "event_time": at(1), "amount": 2.5},
+    ]
+    view = view_of(Aggregate("amount", "sum", "1h"))
+    entity = [{"id": i, "__ts": at(30)} for i in (1, 2, 3, 4)]
+    sums = compute(con, view, [source_table(rows)], entity, plan=plan)
+    values = sums.column("amount_sum_1h").to_pylist()
+    assert values[0] == math.inf
+    assert math.isnan(values[1])
+    assert values[2:] == [2.5, None]

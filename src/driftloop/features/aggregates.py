@@ -70,6 +70,8 @@ rows first.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -128,6 +130,7 @@ class _Agg:
     aggregate: Aggregate
     value: str  # the aggregated column, renamed in the query
     micros: int  # the window in microseconds
+    exponent: int = 0  # float sums: values are summed exactly as integers of 2**-exponent
 
     @property
     def name(self) -> str:
@@ -212,6 +215,7 @@ def window_aggregates(
         f"WHERE {in_range}"
     )
     ctes = f"WITH __e AS ({entity_sql}), __s AS ({source_sql})"
+    aggs = _with_exponents(con, ctes, aggs)
     if plan == "auto":
         plan = "join" if known_at or low is None else _cheaper_plan(con, ctes, keys, widest)
     if plan == "window":
@@ -223,23 +227,56 @@ def window_aggregates(
         [pa.field("__row", pa.int64())] + [pa.field(a.name, a.aggregate.arrow_type) for a in aggs]
     )
     sql = f"{ctes}, {body} SELECT {out} FROM __g ORDER BY __row"
-    if not any(_float_sum(a) for a in aggs):
-        return con.sql(sql).to_arrow_table().cast(schema)
-    # A float sum depends on the order of its additions, which parallel aggregation does
-    # not fix: one thread makes the same data give the same bits (and a training set the
-    # same hash). Counts, min, max, last and integer sums are exact on any thread count.
-    (threads,) = con.execute("SELECT current_setting('threads')").fetchone() or (1,)
-    con.execute("SET threads = 1")
-    try:
-        return con.sql(sql).to_arrow_table().cast(schema)
-    finally:
-        con.execute(f"SET threads = {int(threads)}")
+    return con.sql(sql).to_arrow_table().cast(schema)
+
+
+# Float sums are exact, hence independent of the order of the additions (which parallel
+# aggregation does not fix, so a float sum could differ in its last bit from one run to
+# the next, and a training set's hash with it). Each finite value x of a column becomes
+# the integer round(x * 2**e), with e chosen so that the column's largest magnitude is
+# about 2**90; integers add exactly in a HUGEINT (2**127: room for 2**37 values), and
+# the total comes back as a double, rounded once. Values at least 2**-37 times the
+# column's largest magnitude keep every bit; smaller ones are rounded at 2**-90 of it.
+# NaN and infinities are added apart, as doubles, which is order-independent too.
+_HEADROOM_BITS = 90
 
 
 def _float_sum(agg: _Agg) -> bool:
     """Whether ``agg`` adds floating-point values (a float sum or any mean)."""
     function = agg.aggregate.function
     return function == "mean" or (function == "sum" and agg.target == "DOUBLE")
+
+
+def _with_exponents(con: duckdb.DuckDBPyConnection, ctes: str, aggs: list[_Agg]) -> list[_Agg]:
+    """``aggs`` with the scaling exponent of each float sum's column (one scan for all)."""
+    values = sorted({a.value for a in aggs if _float_sum(a)})
+    if not values:
+        return aggs
+    finite = [f"CAST({v} AS DOUBLE)" for v in values]
+    maxima = ", ".join(f"max(abs({x})) FILTER (WHERE isfinite({x}))" for x in finite)
+    (row,) = con.execute(f"{ctes} SELECT {maxima} FROM __s").fetchall()
+    exponents = {}
+    for value, largest in zip(values, row, strict=True):
+        exponent = 0
+        if largest:
+            _, binary = math.frexp(float(largest))  # largest < 2**binary
+            exponent = max(-900, min(900, _HEADROOM_BITS - binary))
+        exponents[value] = exponent
+    return [
+        dataclasses.replace(a, exponent=exponents[a.value]) if _float_sum(a) else a for a in aggs
+    ]
+
+
+def _exact_sum(value: str, exponent: int, suffix: str) -> str:
+    """The SQL of an order-independent float sum of ``value`` (NULL when no value)."""
+    x = f"CAST({value} AS DOUBLE)"
+    up, down = repr(math.ldexp(1.0, exponent)), repr(math.ldexp(1.0, -exponent))
+    exact = f"sum(CAST(CASE WHEN isfinite({x}) THEN {x} * {up} END AS HUGEINT)){suffix}"
+    special = f"sum(CASE WHEN NOT isfinite({x}) THEN {x} END){suffix}"
+    return (
+        f"CASE WHEN count({value}){suffix} > 0 THEN "
+        f"coalesce(CAST({exact} AS DOUBLE) * {down}, 0.0) + coalesce({special}, 0.0) END"
+    )
 
 
 def _cheaper_plan(
@@ -331,10 +368,12 @@ def _aggregate_sql(agg: _Agg, suffix: str) -> str:
     count = f"count({v}){suffix}"
     if function == "count":
         call = f"NULLIF({count}, 0)"
+    elif function == "sum" and agg.target == "DOUBLE":
+        call = _exact_sum(v, agg.exponent, suffix)
     elif function == "sum":
         call = f"sum(CAST({v} AS {agg.target})){suffix}"
     elif function == "mean":
-        call = f"sum(CAST({v} AS DOUBLE)){suffix} / {count}"
+        call = f"({_exact_sum(v, agg.exponent, suffix)}) / {count}"
     elif function == "last":
         call = f"arg_max({v}, CASE WHEN {v} IS NOT NULL THEN __o END){suffix}"
     else:
