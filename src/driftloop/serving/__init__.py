@@ -1,0 +1,1 @@
+"""Serving: deployments, traffic routing, the prediction server and its log."""

@@ -1,0 +1,303 @@
+"""Model versions loaded for serving: features as served, then scores.
+
+A :class:`LoadedVersion` holds everything a request needs that does not change while
+the version serves: the fitted model (loaded once through its flavor), the input
+columns of its signature, and its feature views resolved at the exact versions it was
+trained on (so the online lookup needs no metadata query per request). Serving a
+batch of instances is then:
+
+1. :meth:`LoadedVersion.features`: for each view, read the instances' entity keys from
+   the online store; a value older than the view's TTL, or absent, falls back to the
+   declared default and is flagged missing; values given in the request override;
+2. :meth:`LoadedVersion.score`: encode with the signature (the same encoding as in
+   training) and predict: the probability of class 1 and the label (binary), the
+   class probabilities and the most likely class (multiclass), or the value.
+
+:class:`ModelCache` keeps loaded versions, each loaded once, safe to share between
+threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from driftloop.core import clock
+from driftloop.errors import InputError, StateError
+from driftloop.features.definitions import FeatureView
+from driftloop.features.online import OnlineStore
+from driftloop.features.registry import parse_refs, resolve_view
+from driftloop.features.store import FeatureContext
+from driftloop.registry.models import ModelVersion, get_version
+from driftloop.training.encoding import InputColumn, encode, inputs_from_signature
+from driftloop.training.flavors import load_model
+from driftloop.training.predict import predict
+
+__all__ = ["LoadedVersion", "ModelCache", "Scores", "ServedFeatures"]
+
+_TS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class _ViewLookup:
+    """One feature view of a version: what to read online, and under which input names."""
+
+    view: FeatureView
+    features: list[str]
+    inputs: list[str]
+
+
+@dataclass(frozen=True)
+class ServedFeatures:
+    """The model inputs of each instance as served, and which fell back to a default."""
+
+    table: pa.Table
+    """One column per input, in the signature's order."""
+    missing: dict[str, npt.NDArray[np.bool_]]
+    """Per input, whether the value is a default (no online value, or older than the TTL)."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What a version predicted for each instance."""
+
+    prediction: npt.NDArray[Any]
+    """The label (classification) or the value (regression)."""
+    score: npt.NDArray[np.float64]
+    """The probability of class 1 (binary), of the predicted class (multiclass), or the value."""
+    probabilities: npt.NDArray[np.float64] | None = None
+    """Multiclass: one probability per class, in the order of ``classes``."""
+    classes: list[Any] | None = None
+
+
+@dataclass
+class LoadedVersion:
+    """A model version ready to serve (see the module docstring)."""
+
+    version: ModelVersion
+    model: Any
+    task: str
+    inputs: list[InputColumn]
+    entity_keys: list[str]
+    lookups: list[_ViewLookup]
+    classes: list[Any] | None
+    threshold: float
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls, ctx: FeatureContext, version: ModelVersion, *, trust_pickle: bool = False
+    ) -> LoadedVersion:
+        """Load the artifact and resolve the version's pinned feature views."""
+        signature = version.signature
+        inputs = inputs_from_signature(signature)
+        output = signature.get("output", {})
+        task = str(output.get("task", ""))
+        if not inputs or not task:
+            raise StateError(
+                f"model version {version.ref} has no signature (it was not trained by "
+                "driftloop train), so it cannot be served",
+                model=version.model,
+                version=version.version,
+            )
+        by_view: dict[tuple[str, str | None], list[InputColumn]] = {}
+        for column in inputs:
+            (ref,) = parse_refs([column.ref])
+            by_view.setdefault((ref.view, ref.version), []).append(column)
+        lookups, defaults = [], {}
+        for (name, view_version), columns in by_view.items():
+            view = resolve_view(ctx.store, name, view_version, ctx.declared)
+            features = [parse_refs([c.ref])[0].feature for c in columns]
+            lookups.append(_ViewLookup(view, features, [c.name for c in columns]))
+            for feature, column in zip(features, columns, strict=True):
+                defaults[column.name] = view.defaults[feature]
+        model = load_model(
+            ctx.artifacts, version.artifact_digest, version.flavor, trust_pickle=trust_pickle
+        )
+        classes = output.get("classes")
+        return cls(
+            version=version,
+            model=model,
+            task=task,
+            inputs=inputs,
+            entity_keys=list(signature.get("entity_keys", [])),
+            lookups=lookups,
+            classes=list(classes) if classes is not None else None,
+            threshold=float(output.get("threshold", 0.5)),
+            defaults=defaults,
+        )
+
+    @property
+    def input_names(self) -> list[str]:
+        return [c.name for c in self.inputs]
+
+    def features(
+        self,
+        online: OnlineStore | None,
+        rows: int,
+        *,
+        keys: pa.Table | None = None,
+        values: Mapping[str, Sequence[Any]] | None = None,
+    ) -> ServedFeatures:
+        """Each instance's inputs: looked up by ``keys`` (one row per instance), overridden
+        by ``values`` given in the request (input name -> one value per instance)."""
+        values = values or {}
+        unknown = sorted(set(values) - set(self.input_names))
+        if unknown:
+            raise InputError(
+                f"unknown feature {unknown[0]!r} for {self.version.ref} "
+                f"(its inputs: {', '.join(self.input_names)})",
+                field=f"features.{unknown[0]}",
+            )
+        columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+        missing: dict[str, npt.NDArray[np.bool_]] = {}
+        now = pa.scalar(clock.now(), _TS)
+        for lookup in self.lookups:
+            view = lookup.view
+            needed = [
+                (f, name)
+                for f, name in zip(lookup.features, lookup.inputs, strict=True)
+                if name not in values
+            ]
+            found = None
+            if needed and keys is not None and online is not None:
+                key_table = _view_keys(view, keys)
+                found = online.read(view.ref, key_table, [f for f, _ in needed])
+                age = pc.subtract(now, found.column("__event_time"))
+                ttl = view.ttl_delta if not view.aggregates else None
+                stale = (
+                    pc.greater(age, pa.scalar(ttl, pa.duration("us")))
+                    if ttl is not None
+                    else pc.is_null(age)
+                )
+                usable = pc.and_not(found.column("__found"), pc.fill_null(stale, True))
+            for feature, name in zip(lookup.features, lookup.inputs, strict=True):
+                arrow_type = view.feature_types[feature]
+                if name in values:
+                    given = values[name]
+                    if len(given) != rows:
+                        raise InputError(
+                            f"feature {name!r} has {len(given)} values for {rows} instances",
+                            field=f"features.{name}",
+                        )
+                    try:
+                        columns[name] = pa.array(given, arrow_type)
+                    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+                        raise InputError(
+                            f"feature {name!r} must be {arrow_type}: {exc}",
+                            field=f"features.{name}",
+                        ) from None
+                    missing[name] = np.asarray(pc.is_null(columns[name]), dtype=bool)
+                    continue
+                default = pa.scalar(self.defaults[name], arrow_type)
+                if found is None:
+                    columns[name] = pa.array([self.defaults[name]] * rows, arrow_type)
+                    missing[name] = np.ones(rows, dtype=bool)
+                    continue
+                served = pc.if_else(usable, found.column(feature), default)
+                if self.defaults[name] is not None:  # e.g. a sum over an empty window
+                    served = pc.fill_null(served, default)
+                columns[name] = pc.cast(served, arrow_type)
+                missing[name] = ~np.asarray(usable, dtype=bool) | np.asarray(
+                    pc.is_null(found.column(feature)), dtype=bool
+                )
+        table = pa.table({name: columns[name] for name in self.input_names})
+        return ServedFeatures(table, missing)
+
+    def score(self, table: pa.Table) -> Scores:
+        """Predict for each row of ``table`` (the inputs as served)."""
+        X = encode(table, self.inputs)
+        out = predict(self.model, X, self.task)
+        if self.task == "binary":
+            classes = self.classes or [0, 1]
+            labels = np.where(out >= self.threshold, 1, 0)
+            return Scores(np.asarray(classes, dtype=object)[labels], out, None, classes)
+        if self.task == "multiclass":
+            classes = self.classes or list(range(out.shape[1]))
+            best = out.argmax(axis=1)
+            return Scores(
+                np.asarray(classes, dtype=object)[best],
+                out[np.arange(len(out)), best],
+                out,
+                classes,
+            )
+        return Scores(out, out)
+
+    def warm(self) -> None:
+        """Score one instance of default values, so the first request is not the slow one."""
+        table = pa.table(
+            {c.name: pa.array([self.defaults.get(c.name)], _arrow_type(c)) for c in self.inputs}
+        )
+        self.score(table)
+
+
+def _arrow_type(column: InputColumn) -> pa.DataType:
+    if column.arrow_type:
+        try:
+            return pa.type_for_alias(column.arrow_type)
+        except ValueError:
+            pass
+    return pa.string() if column.type == "categorical" else pa.float64()
+
+
+def _view_keys(view: FeatureView, keys: pa.Table) -> pa.Table:
+    """The view's entity keys from the request's keys, cast to their declared types."""
+    out = {}
+    for key, type_ in view.entity.keys.items():
+        if key not in keys.column_names:
+            raise InputError(
+                f"entity key {key!r} is missing (feature view {view.name!r} is keyed by "
+                f"{', '.join(view.entity.keys)})",
+                field=f"keys.{key}",
+            )
+        try:
+            out[key] = pc.cast(keys.column(key), pa.int64() if type_ == "int" else pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise InputError(
+                f"entity key {key!r} must be {'an integer' if type_ == 'int' else 'a string'}: "
+                f"{exc}",
+                field=f"keys.{key}",
+            ) from None
+    return pa.table(out)
+
+
+class ModelCache:
+    """Loaded versions by (model, version), each loaded once; safe to share between threads."""
+
+    def __init__(self, ctx: FeatureContext, *, trust_pickle: bool = False) -> None:
+        self._ctx = ctx
+        self._trust_pickle = trust_pickle
+        self._loaded: dict[tuple[str, int], LoadedVersion] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: str, version: int) -> LoadedVersion:
+        """The loaded version, loading (and warming) it on first use."""
+        key = (model, version)
+        loaded = self._loaded.get(key)
+        if loaded is not None:
+            return loaded
+        with self._lock:
+            loaded = self._loaded.get(key)
+            if loaded is None:
+                record = get_version(self._ctx.store, model, version)
+                loaded = LoadedVersion.load(self._ctx, record, trust_pickle=self._trust_pickle)
+                loaded.warm()
+                self._loaded[key] = loaded
+        return loaded
+
+    def retain(self, keep: Iterable[tuple[str, int]]) -> None:
+        """Forget every loaded version not in ``keep`` (those no longer deployed)."""
+        wanted = set(keep)
+        with self._lock:
+            for key in [k for k in self._loaded if k not in wanted]:
+                del self._loaded[key]
+
+    def loaded(self) -> list[tuple[str, int]]:
+        return sorted(self._loaded)
