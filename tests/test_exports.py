@@ -25,6 +25,7 @@ def test_the_public_names_are_the_ones_users_type() -> None:
         "loop",
         "project",
         "registry",
+        "serving",
         "training",
     } == set(driftloop.__all__) - {"__version__"}
 

@@ -67,6 +67,7 @@ from driftloop.features.registry import (
     resolve_view,
 )
 from driftloop.registry import models as model_registry
+from driftloop.serving import deployments as deployments_mod
 from driftloop.training.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -638,6 +639,162 @@ class Project:
             return self.run(version.run_id).params
         except NotFoundError:  # registered by hand with a run id of another system
             return {}
+
+    # -- deployments --------------------------------------------------------------
+
+    def deployment(self, model: str) -> deployments_mod.Deployment:
+        """The deployment state of ``model``: champion (its alias), canary, shadow, split,
+        staged version, routing key and revision."""
+        return deployments_mod.get_deployment(self.store, model)
+
+    def deployments(self) -> list[deployments_mod.Deployment]:
+        """The deployment state of every registered model, by name."""
+        return deployments_mod.list_deployments(self.store)
+
+    def _version_number(self, model: str, ref: int | str) -> int:
+        return model_registry.resolve(self.store, model, ref).version
+
+    def deploy_canary(
+        self,
+        model: str,
+        ref: int | str,
+        weight: float,
+        *,
+        reason: str = "",
+        expected_revision: int | None = None,
+    ) -> deployments_mod.Deployment:
+        """Send ``weight`` percent of the traffic (sticky by routing key) to the version
+        ``ref`` names (a number, ``"latest"`` or an alias)."""
+        return deployments_mod.set_canary(
+            self.store,
+            model,
+            self._version_number(model, ref),
+            weight,
+            who=current_user(),
+            reason=reason,
+            expected_revision=expected_revision,
+        )
+
+    def deploy_shadow(
+        self,
+        model: str,
+        ref: int | str | None,
+        *,
+        reason: str = "",
+        expected_revision: int | None = None,
+    ) -> deployments_mod.Deployment:
+        """Let the version ``ref`` names score a copy of each request (``None``: stop)."""
+        version = None if ref is None else self._version_number(model, ref)
+        return deployments_mod.set_shadow(
+            self.store,
+            model,
+            version,
+            who=current_user(),
+            reason=reason,
+            expected_revision=expected_revision,
+        )
+
+    def deploy_split(
+        self,
+        model: str,
+        split: Mapping[str, int | str] | None,
+        weights: Mapping[str, int] | None = None,
+        *,
+        reason: str = "",
+        expected_revision: int | None = None,
+    ) -> deployments_mod.Deployment:
+        """Run an A/B split: arm name -> version ref, with whole percents summing to 100
+        (default: equal); ``None`` ends it."""
+        arms = (
+            None
+            if split is None
+            else {arm: self._version_number(model, ref) for arm, ref in split.items()}
+        )
+        return deployments_mod.set_split(
+            self.store,
+            model,
+            arms,
+            weights,
+            who=current_user(),
+            reason=reason,
+            expected_revision=expected_revision,
+        )
+
+    def deploy_routing_key(
+        self,
+        model: str,
+        key: str | None,
+        *,
+        reason: str = "",
+        expected_revision: int | None = None,
+    ) -> deployments_mod.Deployment:
+        """Route by the request field or entity key ``key`` (``None``: the entity keys)."""
+        return deployments_mod.set_routing_key(
+            self.store,
+            model,
+            key,
+            who=current_user(),
+            reason=reason,
+            expected_revision=expected_revision,
+        )
+
+    def stage(
+        self,
+        model: str,
+        ref: int | str,
+        *,
+        reason: str = "",
+        expected_revision: int | None = None,
+    ) -> deployments_mod.Deployment:
+        """Stage the version ``ref`` names for a blue-green :meth:`switch`."""
+        return deployments_mod.stage(
+            self.store,
+            model,
+            self._version_number(model, ref),
+            who=current_user(),
+            reason=reason,
+            expected_revision=expected_revision,
+        )
+
+    def switch(
+        self, model: str, *, reason: str = "", expected_revision: int | None = None
+    ) -> deployments_mod.Deployment:
+        """Make the staged version champion, atomically."""
+        return deployments_mod.switch(
+            self.store,
+            model,
+            who=current_user(),
+            reason=reason,
+            expected_revision=expected_revision,
+        )
+
+    def promote(
+        self, model: str, *, reason: str = "", expected_revision: int | None = None
+    ) -> deployments_mod.Deployment:
+        """Make the canary champion (the ``champion`` alias moves, the canary is cleared)."""
+        return deployments_mod.promote(
+            self.store,
+            model,
+            who=current_user(),
+            reason=reason,
+            expected_revision=expected_revision,
+        )
+
+    def abort(
+        self, model: str, *, reason: str = "", expected_revision: int | None = None
+    ) -> deployments_mod.Deployment:
+        """Clear the canary, shadow, split and staged version; the champion alone serves."""
+        return deployments_mod.abort(
+            self.store,
+            model,
+            who=current_user(),
+            reason=reason,
+            expected_revision=expected_revision,
+        )
+
+    def deployment_history(self, model: str) -> list[deployments_mod.DeploymentChange]:
+        """Every change of ``model``'s deployment, oldest first, with the state after it."""
+        return deployments_mod.deployment_history(self.store, model)
 
     # -- status -------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 
 from driftloop import __version__
 from driftloop.cli import data as data_cmd
+from driftloop.cli import deploy as deploy_cmd
 from driftloop.cli import features as features_cmd
 from driftloop.cli import init as init_cmd
 from driftloop.cli import models as models_cmd
@@ -316,6 +317,7 @@ app.add_typer(features_cmd.app, name="features")
 app.add_typer(models_cmd.app, name="models")
 app.command("materialize")(features_cmd.materialize_command)
 app.command("train")(train_cmd.train)
+app.command("deploy")(deploy_cmd.deploy)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -71,6 +71,7 @@ def _load_table_modules() -> None:
     import driftloop.data.tables
     import driftloop.features.tables
     import driftloop.registry.tables
+    import driftloop.serving.tables
     import driftloop.training.tables  # noqa: F401
 
 

@@ -46,7 +46,9 @@ __all__ = [
     "get_version",
     "list_models",
     "list_versions",
+    "move_alias_on",
     "register_version",
+    "require_model",
     "resolve",
     "rollback",
     "set_alias",
@@ -420,18 +422,50 @@ def set_alias(
                 alias=alias,
             )
         version = version.version
+    with store.transaction() as conn:
+        return move_alias_on(conn, model, alias, version, expected=expected, who=who, reason=reason)
+
+
+def move_alias_on(
+    conn: Connection,
+    model: str,
+    alias: str,
+    version: int,
+    *,
+    expected: Expected = ANY,
+    who: str,
+    reason: str = "",
+) -> AliasMove:
+    """:func:`set_alias` inside the caller's transaction ``conn``.
+
+    For a package that changes its own state and an alias atomically (a blue-green
+    switch moves ``champion`` in the transaction that updates the deployment): the
+    alias moves, or nothing does, when that transaction commits or rolls back. The
+    model's row is locked like every registry writer does (see :func:`require_model`).
+    """
+    _check_model_name(model)
+    _check_alias_name(alias)
     if isinstance(version, bool) or not isinstance(version, int):
         raise InputError(f"version {version!r} must be a version number", field="version")
-    with store.transaction() as conn:
-        _require_model(conn, model, lock=True)
-        _version_row(conn, model, version)
-        current = _alias_version(conn, model, alias)
-        _check_expected(model, alias, current, expected)
-        if current == version:
-            last = _last_move(conn, model, alias)
-            if last is not None:
-                return last
-        return _move(conn, model, alias, current, version, who=who, reason=reason)
+    _require_model(conn, model, lock=True)
+    _version_row(conn, model, version)
+    current = _alias_version(conn, model, alias)
+    _check_expected(model, alias, current, expected)
+    if current == version:
+        last = _last_move(conn, model, alias)
+        if last is not None:
+            return last
+    return _move(conn, model, alias, current, version, who=who, reason=reason)
+
+
+def require_model(conn: Connection, model: str, *, lock: bool = False) -> None:
+    """Raise NotFoundError (listing the known models) unless ``model`` is registered.
+
+    With ``lock`` the model's row is held until ``conn``'s transaction ends. Every
+    writer of a model's versions, aliases or deployment takes this lock first, so on
+    PostgreSQL they queue per model and each reads what the previous one committed.
+    """
+    _require_model(conn, model, lock=lock)
 
 
 def delete_alias(
