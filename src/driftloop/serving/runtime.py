@@ -19,6 +19,7 @@ threads.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -239,11 +240,11 @@ class LoadedVersion:
 
 
 def _arrow_type(column: InputColumn) -> pa.DataType:
-    if column.arrow_type:
-        try:
+    """The input's recorded Arrow type; for a name Arrow has no alias for (e.g. a
+    timestamp with a zone), the type its encoding reads: string or float64."""
+    with contextlib.suppress(ValueError):
+        if column.arrow_type:
             return pa.type_for_alias(column.arrow_type)
-        except ValueError:
-            pass
     return pa.string() if column.type == "categorical" else pa.float64()
 
 
