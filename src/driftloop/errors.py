@@ -22,6 +22,7 @@ exactly one place at the edge (``driftloop.cli`` and, later, the server), using
     │   └── ArtifactCorrupted       a blob's content does not match its digest
     ├── MetadataStoreError          the metadata store cannot be opened or migrated
     ├── BackendUnavailable          a server driftloop uses (Redis...) does not answer
+    ├── ServerError                 the prediction server answered a client with an error
     └── MissingExtraError           an optional backend's package is not installed
 """
 
@@ -45,6 +46,7 @@ __all__ = [
     "MetadataStoreError",
     "MissingExtraError",
     "NotFoundError",
+    "ServerError",
     "StateError",
 ]
 
@@ -288,3 +290,34 @@ class MissingExtraError(DriftloopError):
         )
         self.extra = extra
         self.package = package
+
+
+class ServerError(DriftloopError):
+    """The prediction server answered a :mod:`driftloop.client` request with an error.
+
+    ``status`` is the HTTP status, ``error`` the server's error code (``not_found``,
+    ``validation_error``...), ``field`` the request field at fault when there is one,
+    and ``body`` the whole JSON error body.
+    """
+
+    code = "server_error"
+    exit_code = 3
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        error = str(body.get("error", "http_error"))
+        message = str(body.get("message", f"HTTP {status}"))
+        field = body.get("field")
+        super().__init__(
+            f"the server answered {status} {error}: {message}",
+            status=status,
+            server_error=error,
+            field=field,
+        )
+        self.status = status
+        self.error = error
+        self.field = field
+        self.body = body
+
+    @property
+    def http_status(self) -> int:  # type: ignore[override]
+        return self.status

@@ -27,6 +27,7 @@ from driftloop.cli import deploy as deploy_cmd
 from driftloop.cli import features as features_cmd
 from driftloop.cli import init as init_cmd
 from driftloop.cli import models as models_cmd
+from driftloop.cli import serve as serve_cmd
 from driftloop.cli import train as train_cmd
 from driftloop.cli.output import (
     JsonOption,
@@ -318,6 +319,7 @@ app.add_typer(models_cmd.app, name="models")
 app.command("materialize")(features_cmd.materialize_command)
 app.command("train")(train_cmd.train)
 app.command("deploy")(deploy_cmd.deploy)
+app.command("serve")(serve_cmd.serve)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

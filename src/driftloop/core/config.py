@@ -30,6 +30,7 @@ __all__ = [
     "MetadataConfig",
     "OfflineConfig",
     "OnlineConfig",
+    "ServingConfig",
     "Setting",
     "env_var",
     "load_config",
@@ -70,6 +71,22 @@ def _parse_int(value: Any) -> int:
     if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
         return int(value)
     raise ValueError(f"expected an integer, got {value!r}")
+
+
+def _parse_choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _parse_positive_int(value: Any) -> int:
+    number = _parse_int(value)
+    if number < 1:
+        raise ValueError(f"expected an integer >= 1, got {value!r}")
+    return number
 
 
 def _parse_duration(value: Any) -> timedelta:
@@ -150,6 +167,70 @@ SETTINGS: tuple[Setting, ...] = (
         10,
         "How many failing row numbers and values a validation report keeps per rule.",
     ),
+    Setting("serving.host", _parse_str, "127.0.0.1", "Address `driftloop serve` listens on."),
+    Setting("serving.port", _parse_int, 8080, "Port `driftloop serve` listens on."),
+    Setting(
+        "serving.workers",
+        _parse_positive_int,
+        1,
+        "Server worker processes (one per core is the usual choice).",
+    ),
+    Setting(
+        "serving.threads",
+        _parse_positive_int,
+        1,
+        "Inference threads (OpenMP/BLAS) per worker; more than cores / workers oversubscribes.",
+    ),
+    Setting(
+        "serving.durability",
+        _parse_choice("relaxed", "strict"),
+        "relaxed",
+        "Prediction log: strict answers only once a prediction's record is fsynced; relaxed "
+        "answers at once and writes within serving.flush_interval.",
+    ),
+    Setting(
+        "serving.flush_interval",
+        _parse_duration,
+        timedelta(milliseconds=200),
+        "Relaxed durability: how long records may wait before they are written.",
+    ),
+    Setting(
+        "serving.predictions",
+        _parse_str,
+        ".driftloop/predictions",
+        "Folder of the prediction log (Parquet, model=/date= partitions; relative to the project).",
+    ),
+    Setting(
+        "serving.feedback",
+        _parse_str,
+        ".driftloop/feedback",
+        "Folder of the feedback log (relative to the project).",
+    ),
+    Setting(
+        "serving.poll_interval",
+        _parse_duration,
+        timedelta(milliseconds=200),
+        "How often each worker checks the metadata store for deployment changes.",
+    ),
+    Setting(
+        "serving.max_body_bytes",
+        _parse_positive_int,
+        1_048_576,
+        "Largest request body accepted (larger: 413).",
+    ),
+    Setting(
+        "serving.max_instances",
+        _parse_positive_int,
+        1000,
+        "Most instances in one predict request (or labels in one feedback request).",
+    ),
+    Setting(
+        "serving.shadow_queue",
+        _parse_positive_int,
+        1000,
+        "Requests waiting for shadow scoring per worker; beyond it shadow copies are "
+        "dropped and counted, never delaying responses.",
+    ),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -188,6 +269,22 @@ class OfflineConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    threads: int = 1
+    durability: str = "relaxed"
+    flush_interval: timedelta = timedelta(milliseconds=200)
+    predictions: Path = Path(".driftloop/predictions")
+    feedback: Path = Path(".driftloop/feedback")
+    poll_interval: timedelta = timedelta(milliseconds=200)
+    max_body_bytes: int = 1_048_576
+    max_instances: int = 1000
+    shadow_queue: int = 1000
+
+
+@dataclass(frozen=True)
 class Config:
     """The resolved configuration of one project."""
 
@@ -199,6 +296,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
     offline: OfflineConfig = field(default_factory=OfflineConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
     source: str | None = None  # the file it was read from, if any
 
 
@@ -288,6 +386,20 @@ def load_config(root: str | os.PathLike[str], env: Mapping[str, str] | None = No
             memory_limit=resolved["offline.memory_limit"],
             threads=resolved["offline.threads"],
             temp_directory=root_path / resolved["offline.temp_directory"],
+        ),
+        serving=ServingConfig(
+            host=resolved["serving.host"],
+            port=resolved["serving.port"],
+            workers=resolved["serving.workers"],
+            threads=resolved["serving.threads"],
+            durability=resolved["serving.durability"],
+            flush_interval=resolved["serving.flush_interval"],
+            predictions=root_path / resolved["serving.predictions"],
+            feedback=root_path / resolved["serving.feedback"],
+            poll_interval=resolved["serving.poll_interval"],
+            max_body_bytes=resolved["serving.max_body_bytes"],
+            max_instances=resolved["serving.max_instances"],
+            shadow_queue=resolved["serving.shadow_queue"],
         ),
         source=origin,
     )

@@ -24,6 +24,7 @@ version and the old one stays usable (as ``"customer_spend@<version>"``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import re
@@ -308,19 +309,19 @@ class FeatureView:
     def ttl_delta(self) -> timedelta | None:
         return self.ttl if isinstance(self.ttl, timedelta) else None
 
-    @property
+    @functools.cached_property
     def feature_names(self) -> list[str]:
         if self.aggregates:
             return [a.feature_name for a in self.aggregates]
         return [f.name for f in self.features]
 
-    @property
+    @functools.cached_property
     def feature_types(self) -> dict[str, pa.DataType]:
         if self.aggregates:
             return {a.feature_name: a.arrow_type for a in self.aggregates}
         return {f.name: f.arrow_type for f in self.features}
 
-    @property
+    @functools.cached_property
     def defaults(self) -> dict[str, Any]:
         if self.aggregates:
             return {a.feature_name: a.default for a in self.aggregates}
@@ -349,7 +350,7 @@ class FeatureView:
             }
         return body
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
         """The first 16 hex digits of the sha256 of :meth:`to_dict`."""
         return sha256_json(self.to_dict())[:16]

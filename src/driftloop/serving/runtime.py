@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from driftloop.core import clock
-from driftloop.errors import InputError, StateError
+from driftloop.errors import InputError, NotFoundError, StateError
 from driftloop.features.definitions import FeatureView
 from driftloop.features.online import OnlineStore
 from driftloop.features.registry import parse_refs, resolve_view
@@ -44,6 +45,7 @@ from driftloop.training.predict import predict
 __all__ = ["LoadedVersion", "ModelCache", "Scores", "ServedFeatures"]
 
 _TS = pa.timestamp("us", tz="UTC")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -146,10 +148,16 @@ class LoadedVersion:
         *,
         keys: pa.Table | None = None,
         values: Mapping[str, Sequence[Any]] | None = None,
+        given: Mapping[str, npt.NDArray[np.bool_]] | None = None,
     ) -> ServedFeatures:
         """Each instance's inputs: looked up by ``keys`` (one row per instance), overridden
-        by ``values`` given in the request (input name -> one value per instance)."""
+        by ``values`` given in the request (input name -> one value per instance).
+
+        ``given`` marks, for an input given for only some instances, which ones gave it:
+        the others are looked up as if it had not been given.
+        """
         values = values or {}
+        given = given or {}
         unknown = sorted(set(values) - set(self.input_names))
         if unknown:
             raise InputError(
@@ -159,56 +167,58 @@ class LoadedVersion:
             )
         columns: dict[str, pa.Array | pa.ChunkedArray] = {}
         missing: dict[str, npt.NDArray[np.bool_]] = {}
-        now = pa.scalar(clock.now(), _TS)
+        now_us = _epoch_us(clock.now())
         for lookup in self.lookups:
             view = lookup.view
             needed = [
-                (f, name)
-                for f, name in zip(lookup.features, lookup.inputs, strict=True)
-                if name not in values
+                feature
+                for feature, name in zip(lookup.features, lookup.inputs, strict=True)
+                if name not in values or name in given
             ]
             found = None
             if needed and keys is not None and online is not None:
                 key_table = _view_keys(view, keys)
-                found = online.read(view.ref, key_table, [f for f, _ in needed])
-                age = pc.subtract(now, found.column("__event_time"))
+                with contextlib.suppress(NotFoundError):  # not materialized: all defaults
+                    found = online.read(view.ref, key_table, needed)
+            if found is not None:
                 ttl = view.ttl_delta if not view.aggregates else None
-                stale = (
-                    pc.greater(age, pa.scalar(ttl, pa.duration("us")))
-                    if ttl is not None
-                    else pc.is_null(age)
-                )
-                usable = pc.and_not(found.column("__found"), pc.fill_null(stale, True))
+                usable = _usable(found, now_us, ttl)
+                all_usable = bool(usable.all())
             for feature, name in zip(lookup.features, lookup.inputs, strict=True):
                 arrow_type = view.feature_types[feature]
+                request = None
                 if name in values:
-                    given = values[name]
-                    if len(given) != rows:
-                        raise InputError(
-                            f"feature {name!r} has {len(given)} values for {rows} instances",
-                            field=f"features.{name}",
-                        )
-                    try:
-                        columns[name] = pa.array(given, arrow_type)
-                    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-                        raise InputError(
-                            f"feature {name!r} must be {arrow_type}: {exc}",
-                            field=f"features.{name}",
-                        ) from None
-                    missing[name] = np.asarray(pc.is_null(columns[name]), dtype=bool)
-                    continue
-                default = pa.scalar(self.defaults[name], arrow_type)
+                    request = _given_array(name, values[name], arrow_type, rows)
+                    if name not in given:
+                        columns[name] = request
+                        missing[name] = np.asarray(pc.is_null(request), dtype=bool)
+                        continue
+                column: Any
                 if found is None:
-                    columns[name] = pa.array([self.defaults[name]] * rows, arrow_type)
-                    missing[name] = np.ones(rows, dtype=bool)
-                    continue
-                served = pc.if_else(usable, found.column(feature), default)
-                if self.defaults[name] is not None:  # e.g. a sum over an empty window
-                    served = pc.fill_null(served, default)
-                columns[name] = pc.cast(served, arrow_type)
-                missing[name] = ~np.asarray(usable, dtype=bool) | np.asarray(
-                    pc.is_null(found.column(feature)), dtype=bool
-                )
+                    column = pa.array([self.defaults[name]] * rows, arrow_type)
+                    flags = np.ones(rows, dtype=bool)
+                else:
+                    looked_up = found.column(feature)
+                    if all_usable and looked_up.null_count == 0:  # the usual case: fresh values
+                        column = (
+                            looked_up
+                            if looked_up.type == arrow_type
+                            else pc.cast(looked_up, arrow_type)
+                        )
+                        flags = np.zeros(rows, dtype=bool)
+                    else:
+                        default = pa.scalar(self.defaults[name], arrow_type)
+                        served = pc.if_else(pa.array(usable), looked_up, default)
+                        if self.defaults[name] is not None:  # e.g. a sum over an empty window
+                            served = pc.fill_null(served, default)
+                        column = pc.cast(served, arrow_type)
+                        flags = ~usable | np.asarray(pc.is_null(looked_up), dtype=bool)
+                if request is not None:  # given by some instances only
+                    mask = given[name]
+                    column = pc.if_else(pa.array(mask), request, column)
+                    flags = np.where(mask, np.asarray(pc.is_null(request), dtype=bool), flags)
+                columns[name] = column
+                missing[name] = flags
         table = pa.table({name: columns[name] for name in self.input_names})
         return ServedFeatures(table, missing)
 
@@ -237,6 +247,39 @@ class LoadedVersion:
             {c.name: pa.array([self.defaults.get(c.name)], _arrow_type(c)) for c in self.inputs}
         )
         self.score(table)
+
+
+_NAT = np.iinfo(np.int64).min
+
+
+def _epoch_us(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _usable(found: pa.Table, now_us: int, ttl: timedelta | None) -> npt.NDArray[np.bool_]:
+    """Which looked-up rows hold a value: found, with an event time, within the TTL."""
+    present = np.asarray(found.column("__found").to_numpy(), dtype=bool)
+    times = found.column("__event_time").to_numpy().astype("datetime64[us]").view(np.int64)
+    timed = times != _NAT
+    usable: npt.NDArray[np.bool_] = present & timed
+    if ttl is not None:
+        ages = now_us - np.where(timed, times, now_us)
+        usable &= ages <= ttl // timedelta(microseconds=1)
+    return usable
+
+
+def _given_array(name: str, given: Sequence[Any], arrow_type: pa.DataType, rows: int) -> pa.Array:
+    if len(given) != rows:
+        raise InputError(
+            f"feature {name!r} has {len(given)} values for {rows} instances",
+            field=f"features.{name}",
+        )
+    try:
+        return pa.array(given, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        raise InputError(
+            f"feature {name!r} must be {arrow_type}: {exc}", field=f"features.{name}"
+        ) from None
 
 
 def _arrow_type(column: InputColumn) -> pa.DataType:
@@ -272,7 +315,11 @@ def _view_keys(view: FeatureView, keys: pa.Table) -> pa.Table:
 class ModelCache:
     """Loaded versions by (model, version), each loaded once; safe to share between threads."""
 
-    def __init__(self, ctx: FeatureContext, *, trust_pickle: bool = False) -> None:
+    def __init__(
+        self, ctx: FeatureContext, *, trust_pickle: bool | Callable[[str], bool] = False
+    ) -> None:
+        """``trust_pickle``: whether pickled (custom) models may be loaded, for every
+        model or per model name."""
         self._ctx = ctx
         self._trust_pickle = trust_pickle
         self._loaded: dict[tuple[str, int], LoadedVersion] = {}
@@ -288,7 +335,9 @@ class ModelCache:
             loaded = self._loaded.get(key)
             if loaded is None:
                 record = get_version(self._ctx.store, model, version)
-                loaded = LoadedVersion.load(self._ctx, record, trust_pickle=self._trust_pickle)
+                trust = self._trust_pickle
+                trusted = trust(model) if callable(trust) else trust
+                loaded = LoadedVersion.load(self._ctx, record, trust_pickle=trusted)
                 loaded.warm()
                 self._loaded[key] = loaded
         return loaded

@@ -16,6 +16,7 @@ and categories unseen in training become NaN, which tree models handle natively:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,14 +118,16 @@ def encode(
         out = np.empty(shape, dtype=np.float64, order="F")
     elif out.shape != shape:
         raise InputError(f"the output matrix has shape {out.shape}, expected {shape}")
+    schema = table.schema
     for j, spec in enumerate(inputs):
-        if spec.name not in table.column_names:
+        index = schema.get_field_index(spec.name)
+        if index < 0:
             raise InputError(f"input column {spec.name!r} is missing", column=spec.name)
-        column = table.column(spec.name)
+        column = table.column(index)
         if spec.type == "categorical":
-            codes = pc.index_in(
-                pc.cast(column, pa.string()), value_set=pa.array(spec.categories, pa.string())
-            )
+            if column.type != pa.string():
+                column = pc.cast(column, pa.string())
+            codes = pc.index_in(column, value_set=_value_set(spec.categories))
             values = pc.cast(codes, pa.float64())
         else:
             if _kind(spec.name, column.type) != "numeric":
@@ -139,6 +142,11 @@ def encode(
             out[start : start + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
             start += len(chunk)
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _value_set(categories: tuple[str, ...]) -> pa.Array:
+    return pa.array(categories, pa.string())
 
 
 def inputs_from_signature(signature: Mapping[str, Any]) -> list[InputColumn]:

@@ -1,0 +1,245 @@
+"""The prediction server: a Starlette ASGI app over one :class:`~driftloop.serving.engine.Engine`.
+
+Endpoints (see ``docs/serving.md`` and ``/openapi.json``):
+
+- ``POST /v1/models/{model}/predict``, ``POST /v1/feedback``
+- ``GET /v1/models``, ``GET /v1/models/{model}``
+- ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``GET /openapi.json``
+
+Every error is a JSON body ``{"error": code, "message": ..., "field": ...}``: 400 for
+malformed JSON, 413 for a body over ``serving.max_body_bytes``, 422 for a body that
+does not match the schema or values that do not fit the model, 404 for an unknown
+model or path, 409 for a model with nothing deployed, 503 when a backend or a model
+version is unavailable. Bodies are parsed and validated in one pass by pydantic's
+JSON parser and written with orjson.
+
+Prediction scoring runs on the event loop thread: it is short (about a millisecond)
+and CPU-bound, and one process per core is the deployment model (``--workers``), so
+handing it to a thread pool would only add a hand-over. In strict durability the
+response waits, without blocking the loop, for its log records' fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from driftloop import __version__
+from driftloop.errors import DriftloopError, InputError
+from driftloop.project import Project
+from driftloop.serving.engine import Engine
+from driftloop.serving.metrics import CONTENT_TYPE, ServerMetrics
+from driftloop.serving.schemas import (
+    FeedbackRequest,
+    PredictRequest,
+    error_field,
+    openapi_document,
+)
+
+__all__ = ["create_app", "create_app_from_env"]
+
+_log = logging.getLogger(__name__)
+_JSON = "application/json"
+_MAX_REQUEST_ID = 200
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=_JSON, headers=headers)
+
+
+def _error(status: int, code: str, message: str, **fields: Any) -> Response:
+    return _json(
+        {"error": code, "message": message, **{k: v for k, v in fields.items() if v is not None}},
+        status,
+    )
+
+
+def _validation_error(exc: ValidationError) -> Response:
+    field, problems = error_field(exc)
+    if any(p["type"] == "json_invalid" for p in problems):
+        return _error(400, "invalid_json", f"the body is not valid JSON: {problems[0]['message']}")
+    first = problems[0] if problems else {"message": "invalid body"}
+    where = f"{field}: " if field else ""
+    return _error(
+        422, "validation_error", f"{where}{first['message']}", field=field, errors=problems
+    )
+
+
+def _driftloop_error(exc: DriftloopError) -> Response:
+    status = exc.http_status
+    if isinstance(exc, InputError) and "field" in exc.fields:
+        status = 422  # a value that does not fit the model, not an unreadable body
+    if status >= 500 and status != 503:
+        _log.error("request failed: %s", exc)
+    return _json(exc.to_dict(), status)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise _BodyTooLarge
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given is None:
+        return uuid.uuid4().hex
+    if not 0 < len(given) <= _MAX_REQUEST_ID or not given.isprintable():
+        raise InputError(
+            f"x-request-id must be 1 to {_MAX_REQUEST_ID} printable characters",
+            field="x-request-id",
+        )
+    return given
+
+
+def create_app(project: Project, *, engine: Engine | None = None) -> Starlette:
+    """The server's ASGI app for ``project`` (started and stopped by its lifespan)."""
+    engine = engine or Engine(project, metrics=ServerMetrics())
+    metrics = engine.metrics
+    limit = engine.config.max_body_bytes
+    openapi = orjson.dumps(openapi_document(__version__))
+
+    def measured(
+        endpoint: str, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await handler(request)
+            except _BodyTooLarge:
+                response = _error(
+                    413,
+                    "body_too_large",
+                    f"the body is larger than {limit} bytes (serving.max_body_bytes)",
+                )
+            except ValidationError as exc:
+                response = _validation_error(exc)
+            except DriftloopError as exc:
+                response = _driftloop_error(exc)
+            except Exception:  # a bug: answer 500 as JSON, log the traceback
+                _log.exception("unexpected error answering %s", request.url.path)
+                response = _error(500, "internal_error", "internal server error")
+            metrics.request(endpoint, response.status_code, time.perf_counter() - started)
+            return response
+
+        return run
+
+    async def predict(request: Request) -> Response:
+        request_id = _request_id(request)
+        body = await _read_body(request, limit)
+        parsed = PredictRequest.model_validate_json(body)
+        result = engine.predict(request.path_params["model"], parsed, request_id)
+        if engine.strict and result.logged:
+            try:
+                await asyncio.gather(*(asyncio.wrap_future(f) for f in result.logged))
+            except OSError as exc:
+                return _error(
+                    503,
+                    "log_unavailable",
+                    f"the prediction could not be logged durably: {exc}",
+                )
+        return _json(result.body, headers={"x-request-id": request_id})
+
+    async def feedback(request: Request) -> Response:
+        body = await _read_body(request, limit)
+        parsed = FeedbackRequest.model_validate_json(body)
+        accepted, future = engine.feedback(parsed)
+        if engine.strict:
+            try:
+                await asyncio.wrap_future(future)
+            except OSError as exc:
+                return _error(503, "log_unavailable", f"the labels could not be stored: {exc}")
+        return _json({"accepted": accepted}, 202)
+
+    async def models(_request: Request) -> Response:
+        return _json({"models": engine.models()})
+
+    async def model(request: Request) -> Response:
+        return _json(engine.state(request.path_params["model"]).info())
+
+    async def healthz(_request: Request) -> Response:
+        return _json({"status": "ok", "reasons": []})
+
+    async def readyz(_request: Request) -> Response:
+        reasons = await asyncio.to_thread(engine.readiness)
+        if reasons:
+            return _json({"status": "not ready", "reasons": reasons}, 503)
+        return _json({"status": "ok", "reasons": []})
+
+    async def prometheus(_request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    async def openapi_json(_request: Request) -> Response:
+        return Response(openapi, media_type=_JSON)
+
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        message = exc.detail if isinstance(exc, HTTPException) else "internal server error"
+        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+        return _error(status, code, str(message))
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await asyncio.to_thread(engine.start)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(engine.stop)
+            ServerMetrics.worker_exited(os.getpid())
+
+    routes = [
+        Route("/v1/models/{model}/predict", measured("predict", predict), methods=["POST"]),
+        Route("/v1/feedback", measured("feedback", feedback), methods=["POST"]),
+        Route("/v1/models", measured("models", models), methods=["GET"]),
+        Route("/v1/models/{model}", measured("model", model), methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
+    )
+    app.state.engine = engine
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """The app of the project named by ``DRIFTLOOP_PROJECT`` (uvicorn's factory in each
+    worker of ``driftloop serve``), with inference threads limited to
+    ``serving.threads``."""
+    from threadpoolctl import threadpool_limits
+
+    project = Project(os.environ.get("DRIFTLOOP_PROJECT", "."))
+    limits = threadpool_limits(project.config.serving.threads)
+    app = create_app(project)
+    app.state.thread_limits = limits
+    return app

@@ -1,0 +1,146 @@
+"""Fixtures for the serving tests: a trained example project, and a real server.
+
+``served_template`` is the example project with ``fraud`` trained twice: version 1 on
+all the data (promoted to champion) and version 2 on the data known one week earlier
+(registered, not deployed), so the two versions give different scores. Its online
+store is materialized.
+
+``start_server(project_dir, **options)`` runs ``driftloop serve`` in a subprocess on a
+free loopback port, waits until ``/readyz`` answers 200 and returns a
+:class:`RunningServer`; every server started is stopped (by its PID) at the end of the
+test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from driftloop.cli.init import write_example
+from driftloop.project import Project
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT_S = 60.0
+DRIFTLOOP = [str(Path(sys.executable).parent / "driftloop")]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    """A ``driftloop serve`` subprocess and where it listens."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    project_dir: Path
+    log_path: Path
+    stopped: bool = field(default=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``sig`` to the server (the whole process group) and wait for it to exit."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self.stopped = True
+        return self.process.returncode
+
+
+def _wait_ready(server: RunningServer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"driftloop serve exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    server.stop(signal.SIGKILL)
+    pytest.fail(f"driftloop serve was not ready in {START_TIMEOUT_S}s:\n{server.log()}")
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    started: list[RunningServer] = []
+
+    def start(project_dir: Path, *args: str, env: dict[str, str] | None = None) -> RunningServer:
+        port = free_port()
+        log_path = tmp_path / f"server-{port}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    *DRIFTLOOP,
+                    "--project",
+                    str(project_dir),
+                    "serve",
+                    "--host",
+                    LOOPBACK,
+                    "--port",
+                    str(port),
+                    *args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,  # its own process group: stop() reaches the workers
+            )
+        server = RunningServer(process, f"http://{LOOPBACK}:{port}", project_dir, log_path)
+        started.append(server)
+        _wait_ready(server)
+        return server
+
+    yield start
+    for server in started:
+        if not server.stopped:
+            server.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def served_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example project: fraud v1 (champion, first batch) and v2 (both batches)."""
+    folder = tmp_path_factory.mktemp("served") / "shop"
+    write_example(folder)
+    with Project(folder) as project:
+        project.apply()
+        project.ingest("transactions", folder / "data" / "transactions-1.csv")
+        first = project.train("fraud", promote=True)
+        project.ingest("transactions", folder / "data" / "transactions-2.csv")
+        second = project.train("fraud")
+        assert (first.version.version, second.version.version) == (1, 2)
+        assert first.version.artifact_digest != second.version.artifact_digest
+        project.materialize()
+    return folder
+
+
+@pytest.fixture
+def served_project(served_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the served template (its own metadata, logs and online store)."""
+    return Path(shutil.copytree(served_template, tmp_path / "shop"))
