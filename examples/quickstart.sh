@@ -120,6 +120,39 @@ driftloop models alias fraud champion 2 --expected 1 --reason "passed its gates 
 driftloop models rollback fraud --reason "demo: back to the previous champion"
 driftloop models history fraud --alias champion
 
+step "Serve the champion over HTTP (2 workers), predict, start a canary, send a label"
+PORT=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+driftloop serve --port "$PORT" --workers 2 --log-level warning &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do
+  curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+  sleep 0.2
+done
+curl -sf "http://127.0.0.1:$PORT/readyz"; echo
+curl -sf "http://127.0.0.1:$PORT/v1/models/fraud/predict" -H 'x-request-id: demo-1' \
+  -d '{"keys": {"customer_id": "cu_0001"}}'; echo
+driftloop deploy fraud --canary 2 --weight 50 --reason "demo: half the customers on v2"
+sleep 1   # workers pick the change up within a second
+python - "$PORT" <<'PY'
+import sys
+from driftloop.client import Client
+
+with Client(f"http://127.0.0.1:{sys.argv[1]}") as client:
+    answer = client.predict("fraud", [{"keys": {"customer_id": f"cu_{i:04d}"}} for i in range(1, 9)])
+    for i, p in enumerate(answer.predictions, 1):
+        print(f"cu_{i:04d}: version {p.version} ({p.role}), P(fraud) = {p.score:.3f}")
+    print("labels stored:", client.feedback("fraud", False, request_id="demo-1"))
+PY
+curl -sf "http://127.0.0.1:$PORT/metrics" | grep '^driftloop_predictions_total'
+kill "$SERVER" && wait "$SERVER" || true
+driftloop deploy fraud --abort --reason "demo over"
+python - <<'PY'
+from driftloop.serving.predictionlog import read_log
+log = read_log(".driftloop/predictions", "fraud")
+print(f"prediction log: {log.num_rows} records; columns: {', '.join(log.column_names[:9])}, ...")
+PY
+
 step "Project status"
 driftloop status
 

@@ -16,6 +16,9 @@ MODULES = [
     "driftloop.features.aggregates",
     "driftloop.features.online",
     "driftloop.features.online_sqlite",
+    "driftloop.serving.predictionlog",
+    "driftloop.serving.routing",
+    "driftloop.training.encoding",
 ]
 
 

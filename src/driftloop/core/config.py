@@ -225,6 +225,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Most instances in one predict request (or labels in one feedback request).",
     ),
     Setting(
+        "serving.max_log_backlog",
+        _parse_positive_int,
+        200_000,
+        "Prediction-log records a worker may hold unwritten; beyond it predict answers 503 "
+        "(back-pressure when the disk cannot keep up).",
+    ),
+    Setting(
         "serving.shadow_queue",
         _parse_positive_int,
         1000,
@@ -281,6 +288,7 @@ class ServingConfig:
     poll_interval: timedelta = timedelta(milliseconds=200)
     max_body_bytes: int = 1_048_576
     max_instances: int = 1000
+    max_log_backlog: int = 200_000
     shadow_queue: int = 1000
 
 
@@ -399,6 +407,7 @@ def load_config(root: str | os.PathLike[str], env: Mapping[str, str] | None = No
             poll_interval=resolved["serving.poll_interval"],
             max_body_bytes=resolved["serving.max_body_bytes"],
             max_instances=resolved["serving.max_instances"],
+            max_log_backlog=resolved["serving.max_log_backlog"],
             shadow_queue=resolved["serving.shadow_queue"],
         ),
         source=origin,

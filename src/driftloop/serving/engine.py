@@ -251,6 +251,14 @@ class Engine:
                 "(serving.max_instances)",
                 field="instances",
             )
+        backlog = self.predictions.backlog
+        if backlog > self.config.max_log_backlog:
+            raise BackendUnavailable(
+                "prediction log",
+                str(getattr(self.predictions, "root", "")),
+                f"{backlog} records are waiting to be written (serving.max_log_backlog "
+                f"{self.config.max_log_backlog}); retry later",
+            )
         deployment = state.deployment
         if n == 1:
             groups = {self._route(deployment, request, instances[0], request_id): [0]}

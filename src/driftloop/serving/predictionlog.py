@@ -65,6 +65,7 @@ import pyarrow.parquet as pq
 
 from driftloop.core import clock
 from driftloop.errors import InputError, StateError
+from driftloop.serving.compaction import compact_partition, live_files
 
 __all__ = [
     "Durability",
@@ -82,6 +83,7 @@ _TS = pa.timestamp("us", tz="UTC")
 _MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")  # as in driftloop.registry
 _PARTITION_COLUMNS = ("model", "date")
 _JOIN_OUTPUTS = ("label", "label_text", "feedback_at", "feedback_by")
+_READ_ATTEMPTS = 5
 _file_seq = itertools.count()  # per process: two logs on one root never pick the same name
 _log = logging.getLogger(__name__)
 
@@ -135,6 +137,7 @@ class RecordLog:
         durability: Durability = "relaxed",
         flush_interval_s: float = 0.2,
         max_batch_rows: int = 50_000,
+        compact_every_s: float | None = 30.0,
     ) -> None:
         if durability not in ("strict", "relaxed"):
             raise ValueError(f"durability must be 'strict' or 'relaxed', not {durability!r}")
@@ -165,6 +168,18 @@ class RecordLog:
             target=self._run, name=f"driftloop-record-log:{self._root.name}", daemon=True
         )
         self._thread.start()
+        self._stop_compacting = threading.Event()
+        self._compactor: threading.Thread | None = None
+        if compact_every_s is not None:
+            if not compact_every_s > 0:
+                raise ValueError(f"compact_every_s must be > 0, not {compact_every_s}")
+            self._compactor = threading.Thread(
+                target=self._compact_loop,
+                args=(float(compact_every_s),),
+                name=f"driftloop-record-log-compactor:{self._root.name}",
+                daemon=True,
+            )
+            self._compactor.start()
         atexit.register(self._close_at_exit)
 
     # --- public API -----------------------------------------------------------------
@@ -247,8 +262,11 @@ class RecordLog:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+        self._stop_compacting.set()
         if os.getpid() != self._pid:  # a forked child has no writer thread
             return
+        if self._compactor is not None:
+            self._compactor.join(timeout)
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise TimeoutError(f"the record log at {self._root} did not close in {timeout}s")
@@ -288,6 +306,19 @@ class RecordLog:
 
     def _close_at_exit(self) -> None:
         self.close()
+
+    def _compact_loop(self, every_s: float) -> None:
+        """Merge the small files of the partitions this log writes to, every ``every_s``."""
+        while not self._stop_compacting.wait(every_s):
+            with self._cond:
+                partitions = sorted(self._dirs)
+            for partition in partitions:
+                if self._stop_compacting.is_set():
+                    return
+                try:
+                    compact_partition(partition)
+                except Exception as exc:  # compaction is an optimisation: log and go on
+                    _log.warning("record log %s: cannot compact %s: %s", self._root, partition, exc)
 
     def _run(self) -> None:
         batch: list[_Entry] = []
@@ -547,19 +578,41 @@ def read_log(
         params["until"] = clock.ensure_utc(until, what="until")
         params["until_day"] = params["until"].date()
         conditions += ['"at" < $until', "date <= $until_day"]
-    pattern = f"model={model if model is not None else '*'}/date=*/*.parquet"
-    if not any(root.glob(pattern)):
-        return pa.table({"at": pa.array([], _TS), "model": pa.array([], pa.string())})
-    files = str(root / pattern).replace("'", "''")
-    query = f"""
-        SELECT * EXCLUDE (date)
-        FROM read_parquet('{files}', hive_partitioning = true, union_by_name = true,
-                          hive_types = {{'model': VARCHAR, 'date': DATE}})
-        WHERE {" AND ".join(conditions)}
-        ORDER BY "at"
-    """
-    with _duckdb() as con:
-        return con.sql(query, params=params or None).to_arrow_table()
+    since_day = params.get("since_day")
+    until_day = params.get("until_day")
+    for attempt in range(_READ_ATTEMPTS):
+        files = [
+            str(path)
+            for partition in sorted(root.glob(f"model={model or '*'}/date=*"))
+            if _day_in(partition.name, since_day, until_day)
+            for path in live_files(partition)
+        ]
+        if not files:
+            return pa.table({"at": pa.array([], _TS), "model": pa.array([], pa.string())})
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        query = f"""
+            SELECT * EXCLUDE (date)
+            FROM read_parquet([{listed}], hive_partitioning = true, union_by_name = true,
+                              hive_types = {{'model': VARCHAR, 'date': DATE}})
+            WHERE {" AND ".join(conditions)}
+            ORDER BY "at"
+        """
+        try:
+            with _duckdb() as con:
+                return con.sql(query, params=params or None).to_arrow_table()
+        except duckdb.IOException:  # a compactor replaced a file after it was listed
+            if attempt == _READ_ATTEMPTS - 1 or all(Path(f).exists() for f in files):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _day_in(name: str, since: date | None, until: date | None) -> bool:
+    """Whether partition ``date=YYYY-MM-DD`` can hold rows in [since, until]."""
+    try:
+        day = date.fromisoformat(name.removeprefix("date="))
+    except ValueError:
+        return False
+    return (since is None or day >= since) and (until is None or day <= until)
 
 
 @contextlib.contextmanager

@@ -177,9 +177,8 @@ class LoadedVersion:
             ]
             found = None
             if needed and keys is not None and online is not None:
-                key_table = _view_keys(view, keys)
                 with contextlib.suppress(NotFoundError):  # not materialized: all defaults
-                    found = online.read(view.ref, key_table, needed)
+                    found = _read_online(online, view, _view_keys(view, keys), needed)
             if found is not None:
                 ttl = view.ttl_delta if not view.aggregates else None
                 usable = _usable(found, now_us, ttl)
@@ -256,9 +255,28 @@ def _epoch_us(at: datetime) -> int:
     return (at - _EPOCH) // timedelta(microseconds=1)
 
 
+def _read_online(
+    online: OnlineStore, view: FeatureView, keys: pa.Table, features: list[str]
+) -> pa.Table | None:
+    """The online rows of the instances that have every key of ``view``; instances
+    without (given only feature values) get rows of nulls, not found."""
+    valid = None
+    for column in keys.columns:
+        if column.null_count:
+            has = np.asarray(column.is_valid(), dtype=bool)
+            valid = has if valid is None else valid & has
+    if valid is None:
+        return online.read(view.ref, keys, features)
+    if not valid.any():
+        return None
+    part = online.read(view.ref, keys.filter(pa.array(valid)), features)
+    positions = np.cumsum(valid) - 1
+    return part.take(pa.array(positions, mask=~valid))
+
+
 def _usable(found: pa.Table, now_us: int, ttl: timedelta | None) -> npt.NDArray[np.bool_]:
     """Which looked-up rows hold a value: found, with an event time, within the TTL."""
-    present = np.asarray(found.column("__found").to_numpy(), dtype=bool)
+    present = np.asarray(pc.fill_null(found.column("__found"), False).to_numpy(), dtype=bool)
     times = found.column("__event_time").to_numpy().astype("datetime64[us]").view(np.int64)
     timed = times != _NAT
     usable: npt.NDArray[np.bool_] = present & timed
