@@ -796,6 +796,34 @@ class Project:
         """Every change of ``model``'s deployment, oldest first, with the state after it."""
         return deployments_mod.deployment_history(self.store, model)
 
+    # -- prediction log -------------------------------------------------------------
+
+    def predictions(
+        self,
+        model: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        labelled: bool = False,
+    ) -> pa.Table:
+        """The prediction log (``serving.predictions``) of one model or all, with
+        ``since <= at < until``, ordered by time: one row per served or shadow
+        prediction, with the inputs as served (``feature.<name>``). ``labelled=True``
+        joins the feedback log: ``label``, ``feedback_at``, ``feedback_by`` (by request
+        id, or by entity and time; null while no label has arrived)."""
+        from driftloop.serving.predictionlog import join_feedback, read_log
+
+        table = read_log(self.config.serving.predictions, model, since=since, until=until)
+        if not labelled or table.num_rows == 0:
+            return table
+        return join_feedback(table, read_log(self.config.serving.feedback, model))
+
+    def feedback(self, model: str | None = None) -> pa.Table:
+        """The feedback log (``serving.feedback``): labels received, oldest first."""
+        from driftloop.serving.predictionlog import read_log
+
+        return read_log(self.config.serving.feedback, model)
+
     # -- status -------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:

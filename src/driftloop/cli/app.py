@@ -27,6 +27,7 @@ from driftloop.cli import deploy as deploy_cmd
 from driftloop.cli import features as features_cmd
 from driftloop.cli import init as init_cmd
 from driftloop.cli import models as models_cmd
+from driftloop.cli import predictions as predictions_cmd
 from driftloop.cli import serve as serve_cmd
 from driftloop.cli import train as train_cmd
 from driftloop.cli.output import (
@@ -320,6 +321,7 @@ app.command("materialize")(features_cmd.materialize_command)
 app.command("train")(train_cmd.train)
 app.command("deploy")(deploy_cmd.deploy)
 app.command("serve")(serve_cmd.serve)
+app.command("predictions")(predictions_cmd.predictions)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
