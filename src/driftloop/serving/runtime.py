@@ -182,7 +182,6 @@ class LoadedVersion:
             if found is not None:
                 ttl = view.ttl_delta if not view.aggregates else None
                 usable = _usable(found, now_us, ttl)
-                all_usable = bool(usable.all())
             for feature, name in zip(lookup.features, lookup.inputs, strict=True):
                 arrow_type = view.feature_types[feature]
                 request = None
@@ -198,7 +197,7 @@ class LoadedVersion:
                     flags = np.ones(rows, dtype=bool)
                 else:
                     looked_up = found.column(feature)
-                    if all_usable and looked_up.null_count == 0:  # the usual case: fresh values
+                    if usable is None and looked_up.null_count == 0:  # fresh values
                         column = (
                             looked_up
                             if looked_up.type == arrow_type
@@ -207,11 +206,17 @@ class LoadedVersion:
                         flags = np.zeros(rows, dtype=bool)
                     else:
                         default = pa.scalar(self.defaults[name], arrow_type)
-                        served = pc.if_else(pa.array(usable), looked_up, default)
+                        served = (
+                            looked_up
+                            if usable is None
+                            else pc.if_else(pa.array(usable), looked_up, default)
+                        )
                         if self.defaults[name] is not None:  # e.g. a sum over an empty window
                             served = pc.fill_null(served, default)
                         column = pc.cast(served, arrow_type)
-                        flags = ~usable | np.asarray(pc.is_null(looked_up), dtype=bool)
+                        flags = np.asarray(pc.is_null(looked_up), dtype=bool)
+                        if usable is not None:
+                            flags |= ~usable
                 if request is not None:  # given by some instances only
                     mask = given[name]
                     column = pc.if_else(pa.array(mask), request, column)
@@ -274,9 +279,18 @@ def _read_online(
     return part.take(pa.array(positions, mask=~valid))
 
 
-def _usable(found: pa.Table, now_us: int, ttl: timedelta | None) -> npt.NDArray[np.bool_]:
-    """Which looked-up rows hold a value: found, with an event time, within the TTL."""
-    present = np.asarray(pc.fill_null(found.column("__found"), False).to_numpy(), dtype=bool)
+def _usable(found: pa.Table, now_us: int, ttl: timedelta | None) -> npt.NDArray[np.bool_] | None:
+    """Which looked-up rows hold a value: found, with an event time, within the TTL;
+    None when all do (the usual case, checked without leaving Arrow)."""
+    flags = found.column("__found")
+    event_times = found.column("__event_time")
+    if not flags.null_count and not event_times.null_count and pc.all(flags).as_py():
+        if ttl is None:
+            return None
+        oldest = pc.min(event_times).value
+        if oldest is not None and now_us - oldest <= ttl // timedelta(microseconds=1):
+            return None
+    present = np.asarray(pc.fill_null(flags, False).to_numpy(), dtype=bool)
     times = found.column("__event_time").to_numpy().astype("datetime64[us]").view(np.int64)
     timed = times != _NAT
     usable: npt.NDArray[np.bool_] = present & timed
@@ -311,16 +325,24 @@ def _arrow_type(column: InputColumn) -> pa.DataType:
 
 def _view_keys(view: FeatureView, keys: pa.Table) -> pa.Table:
     """The view's entity keys from the request's keys, cast to their declared types."""
+    schema = keys.schema
+    names = list(view.entity.keys)
+    if schema.names == names and all(
+        schema.field(i).type == (pa.int64() if view.entity.keys[n] == "int" else pa.string())
+        for i, n in enumerate(names)
+    ):
+        return keys  # already the view's keys, as declared: the usual case
     out = {}
     for key, type_ in view.entity.keys.items():
-        if key not in keys.column_names:
+        index = schema.get_field_index(key)
+        if index < 0:
             raise InputError(
                 f"entity key {key!r} is missing (feature view {view.name!r} is keyed by "
                 f"{', '.join(view.entity.keys)})",
                 field=f"keys.{key}",
             )
         try:
-            out[key] = pc.cast(keys.column(key), pa.int64() if type_ == "int" else pa.string())
+            out[key] = pc.cast(keys.column(index), pa.int64() if type_ == "int" else pa.string())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise InputError(
                 f"entity key {key!r} must be {'an integer' if type_ == 'int' else 'a string'}: "
