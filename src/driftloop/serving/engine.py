@@ -48,8 +48,8 @@ from driftloop.serving.predictionlog import (
     RecordLog,
     RecordSink,
     feedback_table,
-    prediction_table,
 )
+from driftloop.serving.records import PredictionRecords
 from driftloop.serving.routing import Route, route, routing_value
 from driftloop.serving.runtime import LoadedVersion, ModelCache, Scores
 from driftloop.serving.schemas import FeedbackRequest, Instance, PredictRequest
@@ -191,7 +191,8 @@ class Engine:
             return ModelState(deployment, versions), False
         error = "; ".join(errors)
         previous = self._states.get(model)
-        if previous is not None and previous.error is None:
+        if previous is not None and previous.deployment.versions() <= set(previous.versions):
+            # the last complete state goes on serving, however many retries fail
             return ModelState(previous.deployment, previous.versions, error), True
         return ModelState(deployment, versions, error), True
 
@@ -292,20 +293,20 @@ class Engine:
         latency_ms = (time.perf_counter() - started) * 1000.0
         futures = []
         for loaded, routed, indices, keys, served, scores in scored:
-            table = prediction_table(
+            records = PredictionRecords(
                 request_id=request_id,
                 at=at,
                 version=routed.version,
                 role=routed.role,
-                prediction=scores.score,
                 latency_ms=latency_ms,
+                prediction=scores.score,
                 instance=np.asarray(indices, dtype=np.int32) if len(scored) > 1 else None,
                 probabilities=scores.probabilities,
                 keys=keys,
                 features=served.table,
                 missing=served.missing,
             )
-            futures.append(self.predictions.submit(model, table))
+            futures.append(self.predictions.submit(model, records))
             self.metrics.predicted(model, routed.version, routed.role, len(indices))
             for name, flags in served.missing.items():
                 count = int(flags.sum())
@@ -364,19 +365,19 @@ class Engine:
             self._online, len(copy.instances), keys=keys, values=values, given=given
         )
         scores = loaded.score(served.table)
-        table = prediction_table(
+        records = PredictionRecords(
             request_id=copy.request_id,
             at=copy.at,
             version=copy.version,
             role="shadow",
-            prediction=scores.score,
             latency_ms=(time.perf_counter() - started) * 1000.0,
+            prediction=scores.score,
             probabilities=scores.probabilities,
             keys=keys,
             features=served.table,
             missing=served.missing,
         )
-        self.predictions.submit(copy.model, table)
+        self.predictions.submit(copy.model, records)
         self.metrics.predicted(copy.model, copy.version, "shadow", len(copy.instances))
 
     # --- feedback -----------------------------------------------------------------------
@@ -457,8 +458,9 @@ def _columns(
 def _missing_names(missing: Mapping[str, npt.NDArray[np.bool_]], n: int) -> list[list[str]]:
     out: list[list[str]] = [[] for _ in range(n)]
     for name, flags in missing.items():
-        for i in np.flatnonzero(flags).tolist():
-            out[i].append(name)
+        if flags.any():
+            for i in np.flatnonzero(flags).tolist():
+                out[i].append(name)
     return out
 
 
@@ -470,31 +472,39 @@ def _label_text(value: Any) -> str:
 
 def _outputs(scores: Scores, routed: Route, missing: list[list[str]]) -> list[dict[str, Any]]:
     predictions = scores.prediction.tolist()
-    score = scores.score.tolist()
-    out = []
+    score = scores.score.astype(np.float64, copy=False)
+    finite = bool(np.isfinite(score).all())
+    scores_out: list[Any] = (
+        score.tolist() if finite else [v if math.isfinite(v) else None for v in score.tolist()]
+    )
     classes = scores.classes
-    for i, prediction in enumerate(predictions):
-        probabilities = None
-        if classes is not None:
-            if scores.probabilities is not None:
-                row = scores.probabilities[i].tolist()
-                probabilities = {_label_text(c): p for c, p in zip(classes, row, strict=True)}
-            elif len(classes) == 2:
-                probabilities = {
-                    _label_text(classes[0]): 1.0 - score[i],
-                    _label_text(classes[1]): score[i],
-                }
-        value = score[i]
-        out.append(
-            {
-                "prediction": prediction
-                if not isinstance(prediction, float) or math.isfinite(prediction)
-                else None,
-                "score": value if math.isfinite(value) else None,
-                "probabilities": probabilities,
-                "version": routed.version,
-                "role": routed.role,
-                "missing": missing[i],
-            }
+    names = [_label_text(c) for c in classes] if classes is not None else None
+    if names is None:
+        probabilities: list[Any] = [None] * len(predictions)
+    elif scores.probabilities is not None:
+        probabilities = [
+            dict(zip(names, row, strict=True)) for row in scores.probabilities.tolist()
+        ]
+    elif len(names) == 2:
+        first, second = names
+        probabilities = [{first: 1.0 - v, second: v} for v in score.tolist()]
+    else:
+        probabilities = [None] * len(predictions)
+    if scores.probabilities is None and classes is None and not finite:
+        predictions = [
+            p if not isinstance(p, float) or math.isfinite(p) else None for p in predictions
+        ]
+    version, role = routed.version, routed.role
+    return [
+        {
+            "prediction": prediction,
+            "score": value,
+            "probabilities": probs,
+            "version": version,
+            "role": role,
+            "missing": names_missing,
+        }
+        for prediction, value, probs, names_missing in zip(
+            predictions, scores_out, probabilities, missing, strict=True
         )
-    return out
+    ]

@@ -301,14 +301,23 @@ def _usable(found: pa.Table, now_us: int, ttl: timedelta | None) -> npt.NDArray[
 
 
 def _given_array(name: str, given: Sequence[Any], arrow_type: pa.DataType, rows: int) -> pa.Array:
+    """The request's values of one input as ``arrow_type``; a value that would change
+    in the conversion (1.5 for an integer, true for a number, 3 for a string) is refused."""
     if len(given) != rows:
         raise InputError(
             f"feature {name!r} has {len(given)} values for {rows} instances",
             field=f"features.{name}",
         )
     try:
-        return pa.array(given, arrow_type)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        inferred = pa.array(given)
+        if pa.types.is_null(inferred.type):
+            return pa.nulls(rows, arrow_type)
+        if pa.types.is_boolean(inferred.type) != pa.types.is_boolean(arrow_type) or (
+            pa.types.is_string(arrow_type) != pa.types.is_string(inferred.type)
+        ):
+            raise pa.ArrowInvalid(f"got {inferred.type} values")
+        return inferred if inferred.type == arrow_type else pc.cast(inferred, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
         raise InputError(
             f"feature {name!r} must be {arrow_type}: {exc}", field=f"features.{name}"
         ) from None
