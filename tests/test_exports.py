@@ -17,6 +17,7 @@ def test_the_public_names_are_the_ones_users_type() -> None:
     public = {n for n in dir(driftloop) if not n.startswith("_")}
     assert public - {
         "cli",
+        "client",
         "core",
         "data",
         "errors",

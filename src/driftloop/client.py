@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -79,6 +80,28 @@ def _feedback_body(
     return body
 
 
+def _model_path(model: str, suffix: str = "") -> str:
+    """The path of a model's endpoint, its name quoted as one path segment (a name with
+    ``/``, ``?`` or ``#`` must not change the URL's structure)."""
+    return f"/v1/models/{quote(model, safe='')}{suffix}"
+
+
+def _readiness(response: httpx.Response) -> tuple[bool, list[str]]:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):  # not the server's answer (a proxy's error page...)
+        return False, [f"HTTP {response.status_code}: {response.text[:200]}"]
+    return response.status_code == 200, [str(r) for r in body.get("reasons", [])]
+
+
+def _metrics_text(response: httpx.Response) -> str:
+    if response.status_code >= 400:
+        _answer(response)
+    return response.text
+
+
 def _answer(response: httpx.Response) -> Any:
     try:
         body = orjson.loads(response.content) if response.content else {}
@@ -128,10 +151,10 @@ class Client:
     ) -> PredictResponse:
         """Score one instance (``keys`` and/or ``features``) or a batch (``instances``,
         each ``{"keys": ..., "features": ...}``)."""
-        headers = {"x-request-id": request_id} if request_id else {}
+        headers = {"x-request-id": request_id} if request_id is not None else {}
         body = self._call(
             "POST",
-            f"/v1/models/{model}/predict",
+            _model_path(model, "/predict"),
             _predict_body(instances, keys, features, context),
             headers=headers,
         )
@@ -165,7 +188,7 @@ class Client:
         return [ModelInfo.model_validate(m) for m in self._call("GET", "/v1/models")["models"]]
 
     def model(self, name: str) -> ModelInfo:
-        return ModelInfo.model_validate(self._call("GET", f"/v1/models/{name}"))
+        return ModelInfo.model_validate(self._call("GET", _model_path(name)))
 
     def ready(self) -> tuple[bool, list[str]]:
         """Whether the server is ready, and if not, why."""
@@ -173,8 +196,7 @@ class Client:
             response = self._http.get("/readyz")
         except httpx.TransportError as exc:
             return False, [str(_unreachable(self.url, exc))]
-        body = orjson.loads(response.content)
-        return response.status_code == 200, list(body.get("reasons", []))
+        return _readiness(response)
 
     def metrics(self) -> str:
         """The Prometheus text exposition."""
@@ -182,7 +204,7 @@ class Client:
             response = self._http.get("/metrics")
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from exc
-        return response.text
+        return _metrics_text(response)
 
     def close(self) -> None:
         self._http.close()
@@ -232,10 +254,10 @@ class AsyncClient:
         context: Mapping[str, Any] | None = None,
         request_id: str | None = None,
     ) -> PredictResponse:
-        headers = {"x-request-id": request_id} if request_id else {}
+        headers = {"x-request-id": request_id} if request_id is not None else {}
         body = await self._call(
             "POST",
-            f"/v1/models/{model}/predict",
+            _model_path(model, "/predict"),
             _predict_body(instances, keys, features, context),
             headers=headers,
         )
@@ -268,22 +290,21 @@ class AsyncClient:
         return [ModelInfo.model_validate(m) for m in body["models"]]
 
     async def model(self, name: str) -> ModelInfo:
-        return ModelInfo.model_validate(await self._call("GET", f"/v1/models/{name}"))
+        return ModelInfo.model_validate(await self._call("GET", _model_path(name)))
 
     async def ready(self) -> tuple[bool, list[str]]:
         try:
             response = await self._http.get("/readyz")
         except httpx.TransportError as exc:
             return False, [str(_unreachable(self.url, exc))]
-        body = orjson.loads(response.content)
-        return response.status_code == 200, list(body.get("reasons", []))
+        return _readiness(response)
 
     async def metrics(self) -> str:
         try:
             response = await self._http.get("/metrics")
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from exc
-        return response.text
+        return _metrics_text(response)
 
     async def close(self) -> None:
         await self._http.aclose()

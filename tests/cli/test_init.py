@@ -92,6 +92,20 @@ def test_config_lists_every_setting_and_loads_to_the_defaults(project: Path) -> 
     assert isinstance(yaml.safe_load(text), dict)
 
 
+def test_each_section_of_the_config_appears_once_so_edits_take_effect(project: Path) -> None:
+    """Every setting is written under its section, each section once: changing a value
+    in the file changes the loaded config (a repeated section would silently win)."""
+    text = (project / "driftloop.yaml").read_text()
+    sections = [line[:-1] for line in text.splitlines() if line.endswith(":") and line[0] != " "]
+    assert len(sections) == len(set(sections))
+    edited = text.replace("future_tolerance: 5m", "future_tolerance: 2h")
+    edited = edited.replace("durability: relaxed", "durability: strict")
+    (project / "driftloop.yaml").write_text(edited)
+    config = load_config(project, env={})
+    assert config.ingest.future_tolerance == timedelta(hours=2)
+    assert config.serving.durability == "strict"
+
+
 def test_contract_declares_the_documented_rules(project: Path) -> None:
     """The example contract has the columns, keys and batch rules the docs describe."""
     contract = load_contract(project / "contracts" / "transactions.yaml")

@@ -69,7 +69,9 @@ def config_yaml(name: str) -> str:
         "# which wins over this file.",
     ]
     section = None
-    for setting in SETTINGS:
+    order = {s.key.rpartition(".")[0]: i for i, s in reversed(list(enumerate(SETTINGS)))}
+    grouped = sorted(SETTINGS, key=lambda s: order[s.key.rpartition(".")[0]])  # stable
+    for setting in grouped:
         head, _, leaf = setting.key.rpartition(".")
         value = name if setting.key == "name" else setting.default
         if head != section:

@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -44,6 +45,7 @@ from driftloop.project import Project
 from driftloop.serving.engine import Engine
 from driftloop.serving.metrics import CONTENT_TYPE, ServerMetrics
 from driftloop.serving.schemas import (
+    REQUEST_ID_PATTERN,
     FeedbackRequest,
     PredictRequest,
     error_field,
@@ -54,21 +56,32 @@ __all__ = ["create_app", "create_app_from_env"]
 
 _log = logging.getLogger(__name__)
 _JSON = "application/json"
-_MAX_REQUEST_ID = 200
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 
 class _BodyTooLarge(Exception):
     pass
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+class _NoBody(Exception):
+    pass
+
+
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type=_JSON, headers=headers)
 
 
-def _error(status: int, code: str, message: str, **fields: Any) -> Response:
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    **fields: Any,
+) -> Response:
     return _json(
         {"error": code, "message": message, **{k: v for k, v in fields.items() if v is not None}},
         status,
+        headers,
     )
 
 
@@ -103,16 +116,19 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise _BodyTooLarge
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise _NoBody
+    return body
 
 
 def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id")
     if given is None:
         return uuid.uuid4().hex
-    if not 0 < len(given) <= _MAX_REQUEST_ID or not given.isprintable():
+    if _REQUEST_ID.fullmatch(given) is None:
         raise InputError(
-            f"x-request-id must be 1 to {_MAX_REQUEST_ID} printable characters",
+            "x-request-id must be 1 to 200 visible ASCII characters (spaces only inside)",
             field="x-request-id",
         )
     return given
@@ -138,6 +154,8 @@ def create_app(project: Project, *, engine: Engine | None = None) -> Starlette:
                     "body_too_large",
                     f"the body is larger than {limit} bytes (serving.max_body_bytes)",
                 )
+            except _NoBody:
+                response = _error(422, "validation_error", "the request needs a JSON body")
             except ValidationError as exc:
                 response = _validation_error(exc)
             except DriftloopError as exc:
@@ -199,10 +217,11 @@ def create_app(project: Project, *, engine: Engine | None = None) -> Starlette:
         return Response(openapi, media_type=_JSON)
 
     async def http_error(_request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        message = exc.detail if isinstance(exc, HTTPException) else "internal server error"
-        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
-        return _error(status, code, str(message))
+        if not isinstance(exc, HTTPException):
+            return _error(500, "internal_error", "internal server error")
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        # 405 carries the Allow header starlette puts on the exception
+        return _error(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

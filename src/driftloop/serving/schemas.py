@@ -9,10 +9,10 @@ numbers; their validation errors become 422 responses naming the field
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,7 +23,9 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.config import JsonDict
 from pydantic.json_schema import models_json_schema
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "ErrorBody",
@@ -41,11 +43,40 @@ __all__ = [
 ]
 
 MODEL_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$"
+REQUEST_ID_PATTERN = r"^[!-~]([ -~]{0,198}[!-~])?$"
+"""An ``x-request-id``: 1 to 200 visible ASCII characters, spaces only inside."""
 
 Value = StrictBool | StrictInt | StrictFloat | StrictStr | None
 """A feature value or request field: JSON null, boolean, number or string."""
-Key = StrictInt | StrictStr
-"""An entity key value."""
+Key = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)] | StrictStr
+"""An entity key value: a 64-bit integer or a string."""
+Label = StrictBool | Annotated[StrictInt, Field(ge=-(2**53), le=2**53)] | StrictFloat | StrictStr
+"""An outcome: a class (boolean, integer or string) or a value. Labels are stored as
+float64, so integers are limited to the ones it holds exactly."""
+Index = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
+"""An instance's index within its request."""
+
+
+def _given(name: str, schema: JsonDict | None = None) -> JsonDict:
+    """JSON Schema: ``name`` is present and not null."""
+    return {"required": [name], "properties": {name: schema or {"not": {"type": "null"}}}}
+
+
+def _absent(*names: str) -> JsonDict:
+    """JSON Schema: none of ``names`` is given (absent or null)."""
+    return {"properties": {name: {"type": "null"} for name in names}}
+
+
+_ADDRESSED: JsonDict = {
+    "anyOf": [_given("request_id"), _given("keys", {"type": "object", "minProperties": 1})]
+}
+"""JSON Schema of a label's address: a request id, or at least one entity key."""
+
+
+def _form_error(kind: str, field: str, message: str) -> PydanticCustomError:
+    """A whole-body problem (a form missing, or two forms at once) charged to ``field``
+    (:func:`error_field` names it)."""
+    return PydanticCustomError(kind, message, {"field": field})
 
 
 class _Request(BaseModel):
@@ -69,6 +100,15 @@ class Instance(_Request):
 class PredictRequest(_Request):
     """One instance (``keys`` and/or ``features``) or a batch (``instances``)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"allOf": [_given("instances"), _absent("keys", "features")]},
+                {"allOf": [_absent("instances"), {"anyOf": [_given("keys"), _given("features")]}]},
+            ]
+        }
+    )
+
     instances: Annotated[list[Instance], Field(min_length=1)] | None = Field(
         default=None, description="A batch of instances (at most serving.max_instances)."
     )
@@ -84,11 +124,19 @@ class PredictRequest(_Request):
 
     @model_validator(mode="after")
     def _one_form(self) -> PredictRequest:
-        single = self.keys is not None or self.features is not None
+        single = [name for name in ("keys", "features") if getattr(self, name) is not None]
         if self.instances is not None and single:
-            raise ValueError("give either instances (a batch) or keys/features (one instance)")
+            raise _form_error(
+                "conflict",
+                single[0],
+                "give either instances (a batch) or keys/features (one instance)",
+            )
         if self.instances is None and not single:
-            raise ValueError("give instances (a batch) or keys and/or features (one instance)")
+            raise _form_error(
+                "missing",
+                "instances",
+                "give instances (a batch) or keys and/or features (one instance)",
+            )
         return self
 
     def batch(self) -> list[Instance]:
@@ -129,48 +177,70 @@ class FeedbackItem(_Request):
     """The true outcome of earlier predictions: by request id (and instance), or by
     entity keys and the time the outcome happened."""
 
+    model_config = ConfigDict(json_schema_extra=_ADDRESSED)
+
     request_id: StrictStr | None = None
-    instance: Annotated[StrictInt, Field(ge=0)] | None = Field(
+    instance: Index | None = Field(
         default=None, description="Index within the request; omitted: every instance."
     )
     keys: dict[str, Key] | None = None
-    event_time: datetime | None = Field(
-        default=None, description="When the outcome happened (ISO 8601 with a zone)."
+    event_time: AwareDatetime | None = Field(
+        default=None,
+        description="When the outcome happened (ISO 8601 with a zone, e.g. 2024-05-01T12:00:00Z).",
     )
-    label: StrictBool | StrictInt | StrictFloat | StrictStr = Field(
-        description="The outcome: a class (number, boolean or string) or a value."
-    )
+    label: Label = Field(description="The outcome: a class (number, boolean or string) or a value.")
 
     @model_validator(mode="after")
     def _addressed(self) -> FeedbackItem:
-        if self.request_id is None and not self.keys:
-            raise ValueError("give request_id, or keys (and event_time)")
-        if self.event_time is not None and self.event_time.utcoffset() is None:
-            raise ValueError("event_time needs a time zone, e.g. 2024-05-01T12:00:00Z")
+        _check_addressed(self.request_id, self.keys)
         return self
+
+
+def _check_addressed(request_id: str | None, keys: dict[str, Any] | None) -> None:
+    if request_id is None and not keys:
+        raise _form_error("missing", "request_id", "give request_id, or keys (and event_time)")
 
 
 class FeedbackRequest(_Request):
     """Labels for one model: one (the fields of a label) or a batch (``labels``)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "allOf": [
+                        _given("labels"),
+                        _absent("label", "request_id", "instance", "keys", "event_time"),
+                    ]
+                },
+                {"allOf": [_absent("labels"), _given("label"), _ADDRESSED]},
+            ]
+        }
+    )
+
     model: Annotated[StrictStr, Field(pattern=MODEL_NAME_PATTERN)]
     labels: Annotated[list[FeedbackItem], Field(min_length=1)] | None = None
     request_id: StrictStr | None = None
-    instance: Annotated[StrictInt, Field(ge=0)] | None = None
+    instance: Index | None = None
     keys: dict[str, Key] | None = None
-    event_time: datetime | None = None
-    label: StrictBool | StrictInt | StrictFloat | StrictStr | None = None
+    event_time: AwareDatetime | None = None
+    label: Label | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> FeedbackRequest:
-        single = any(
-            v is not None
-            for v in (self.request_id, self.instance, self.keys, self.event_time, self.label)
-        )
+        single = [
+            name
+            for name in ("label", "request_id", "instance", "keys", "event_time")
+            if getattr(self, name) is not None
+        ]
         if self.labels is not None and single:
-            raise ValueError("give either labels (a batch) or the fields of one label")
-        if self.labels is None and self.label is None:
-            raise ValueError("give labels (a batch) or label (one label)")
+            raise _form_error(
+                "conflict", single[0], "give either labels (a batch) or the fields of one label"
+            )
+        if self.labels is None:
+            if self.label is None:
+                raise _form_error("missing", "label", "give labels (a batch) or label (one label)")
+            _check_addressed(self.request_id, self.keys)
         return self
 
     def batch(self) -> list[FeedbackItem]:
@@ -218,7 +288,17 @@ class HealthBody(BaseModel):
     reasons: list[str] = Field(default_factory=list)
 
 
-_UNION_TAGS = {"bool", "int", "float", "str", "none", "constrained-str", "list", "dict"}
+_UNION_TAGS = {
+    "bool",
+    "int",
+    "float",
+    "str",
+    "none",
+    "constrained-str",
+    "constrained-int",
+    "list",
+    "dict",
+}
 _EXPECTED = {
     "bool": "a boolean",
     "int": "an integer",
@@ -226,6 +306,11 @@ _EXPECTED = {
     "str": "a string",
     "none": "null",
     "constrained-str": "a string",
+    "constrained-int": "an integer",
+}
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "less_than_equal": ("le", "at most"),
 }
 
 
@@ -233,12 +318,16 @@ def error_field(error: ValidationError) -> tuple[str | None, list[dict[str, Any]
     """The first field at fault (dotted path) and every problem as ``{field, message}``.
 
     The alternatives of a union (a feature value may be a number, a string, a boolean
-    or null) are folded into one problem naming what the field accepts.
+    or null) are folded into one problem naming what the field accepts. A problem of
+    the whole body (no form given, or two at once) names the field it is charged to.
     """
     problems: list[dict[str, Any]] = []
     folded: dict[str, dict[str, Any]] = {}
-    for e in error.errors(include_url=False, include_input=False, include_context=False):
+    for e in error.errors(include_url=False, include_input=False, include_context=True):
         loc = [str(part) for part in e["loc"]]
+        ctx = e.get("ctx") or {}
+        if e["type"] in ("missing", "conflict") and isinstance(ctx.get("field"), str):
+            loc.append(ctx["field"])  # a _form_error
         tag = loc[-1] if len(loc) > 1 and loc[-1] in _UNION_TAGS else None
         path = ".".join(loc[:-1] if tag else loc) or None
         if tag is None:
@@ -247,18 +336,22 @@ def error_field(error: ValidationError) -> tuple[str | None, list[dict[str, Any]
         key = path or ""
         entry = folded.get(key)
         if entry is None:
-            entry = folded[key] = {"field": path, "message": "", "type": e["type"], "tags": []}
+            entry = folded[key] = {"field": path, "message": "", "type": e["type"], "wanted": []}
             problems.append(entry)
-        entry["tags"].append(tag)
+        wanted = _EXPECTED.get(tag, tag)
+        bound = _BOUNDS.get(e["type"])
+        if bound is not None and bound[0] in ctx:
+            wanted = f"{wanted} {bound[1]} {ctx[bound[0]]}"
+            entry["type"] = e["type"]
+        entry["wanted"].append(wanted)
         if e["type"] == "finite_number":
             entry["type"] = "finite_number"
     for entry in folded.values():
-        tags = entry.pop("tags")
+        wanted = entry.pop("wanted")
         if entry["type"] == "finite_number":
             entry["message"] = "NaN and infinite numbers are not allowed"
         else:
-            wanted = dict.fromkeys(_EXPECTED.get(t, t) for t in tags)
-            entry["message"] = "expected " + " or ".join(wanted)
+            entry["message"] = "expected " + " or ".join(dict.fromkeys(wanted))
     return (problems[0]["field"] if problems else None), problems
 
 
@@ -314,7 +407,7 @@ def openapi_document(version: str) -> dict[str, Any]:
         "in": "header",
         "required": False,
         "description": "The request id to use (default: a new one); echoed in the response.",
-        "schema": {"type": "string", "maxLength": 200},
+        "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},
     }
     return {
         "openapi": "3.1.0",
@@ -405,6 +498,18 @@ def openapi_document(version: str) -> dict[str, Any]:
                         "200": {
                             "description": "Prometheus text format.",
                             "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "operationId": "openapi",
+                    "responses": {
+                        "200": {
+                            "description": "The OpenAPI 3.1 document of the server.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
                         }
                     },
                 }
