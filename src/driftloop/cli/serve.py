@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,6 +20,22 @@ from driftloop.cli.output import console, session
 from driftloop.core.config import env_var
 
 __all__ = ["serve"]
+
+_METRICS_PREFIX = "driftloop-metrics-"
+
+
+def _remove_stale_metrics() -> None:
+    """Remove metrics folders left by servers that were killed (their pid is gone)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_METRICS_PREFIX}*"):
+        pid = folder.name.removeprefix(_METRICS_PREFIX).partition("-")[0]
+        if not pid.isdigit() or not folder.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            continue
 
 
 def serve(
@@ -75,7 +92,8 @@ def serve(
         os.environ[name] = str(threads)
     metrics_dir = None
     if workers > 1:
-        metrics_dir = tempfile.mkdtemp(prefix="driftloop-metrics-")
+        _remove_stale_metrics()
+        metrics_dir = tempfile.mkdtemp(prefix=f"driftloop-metrics-{os.getpid()}-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     models = len(project.deployments())
     console(stderr=True).print(

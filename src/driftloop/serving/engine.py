@@ -58,6 +58,9 @@ __all__ = ["Engine", "ModelState", "PredictResult"]
 
 _log = logging.getLogger(__name__)
 
+RETIRED_KEEP_S = 300.0
+"""How long a version stays loaded after it stops being deployed (a quick way back)."""
+
 
 @dataclass(frozen=True)
 class ModelState:
@@ -131,6 +134,7 @@ class Engine:
         self._shadow: queue.Queue[_ShadowCopy | None] = queue.Queue(self.config.shadow_queue)
         self._shadow_thread: threading.Thread | None = None
         self._refresh_lock = threading.Lock()
+        self._retired: dict[tuple[str, int], float] = {}  # loaded, no longer deployed: since
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -170,11 +174,22 @@ class Engine:
                 retry = retry or failed
             self._states = states  # one assignment: requests see the old or the new state
             self._token, self._retry = token, retry
-            self._cache.retain(
-                (model, v) for model, state in states.items() for v in state.versions
-            )
+            self._retain(states)
             self.metrics.loaded_versions.set(sum(len(s.versions) for s in states.values()))
             return True
+
+    def _retain(self, states: Mapping[str, ModelState]) -> None:
+        """Drop loaded versions no longer deployed, except those retired less than
+        ``RETIRED_KEEP_S`` ago: switching back to them (a rollback) needs no load."""
+        now = time.monotonic()
+        deployed = {(model, v) for model, state in states.items() for v in state.versions}
+        for key in self._cache.loaded():
+            if key not in deployed:
+                self._retired.setdefault(key, now)
+        for key in deployed:
+            self._retired.pop(key, None)
+        self._retired = {k: t for k, t in self._retired.items() if now - t < RETIRED_KEEP_S}
+        self._cache.retain(deployed | set(self._retired))
 
     def _load(self, deployment: Deployment) -> tuple[ModelState, bool]:
         """The new state of one model, or its previous one if a version fails to load."""
