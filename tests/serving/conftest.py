@@ -1,14 +1,14 @@
-"""Fixtures for the serving tests: a trained example project, and a real server.
+"""Fixtures for the serving tests: a trained example project, and real servers.
 
 ``served_template`` is the example project with ``fraud`` trained twice: version 1 on
-all the data (promoted to champion) and version 2 on the data known one week earlier
-(registered, not deployed), so the two versions give different scores. Its online
-store is materialized.
+the first batch (promoted to champion) and version 2 on both batches (registered, not
+deployed), so the two versions give different scores. Its online store is
+materialized.
 
-``start_server(project_dir, **options)`` runs ``driftloop serve`` in a subprocess on a
-free loopback port, waits until ``/readyz`` answers 200 and returns a
-:class:`RunningServer`; every server started is stopped (by its PID) at the end of the
-test.
+``launch_server(project_dir, *args)`` runs ``driftloop serve`` in a subprocess (its
+own process group) on a free loopback port and waits until ``/readyz`` answers 200.
+``start_server`` starts servers for one test, ``module_servers`` servers shared by a
+module, each on its own copy of the template; both kill what they started, by PID.
 """
 
 from __future__ import annotations
@@ -72,14 +72,33 @@ class RunningServer:
         return self.process.returncode
 
 
-def _wait_ready(server: RunningServer) -> None:
+def launch_server(
+    project_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> RunningServer:
+    """Start ``driftloop serve`` on ``project_dir`` (its own process group, a free
+    loopback port) and wait until /readyz answers 200; the log goes next to the project."""
+    port = free_port()
+    log_path = project_dir.parent / f"server-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                *DRIFTLOOP,
+                *("--project", str(project_dir), "serve"),
+                *("--host", LOOPBACK, "--port", str(port), *args),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # its own process group: stop() reaches the workers
+        )
+    server = RunningServer(process, f"http://{LOOPBACK}:{port}", project_dir, log_path)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"driftloop serve exited with {server.process.returncode}:\n{server.log()}")
+        if process.poll() is not None:
+            pytest.fail(f"driftloop serve exited with {process.returncode}:\n{server.log()}")
         try:
             if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return
+                return server
         except httpx.TransportError:
             pass
         time.sleep(0.1)
@@ -88,34 +107,32 @@ def _wait_ready(server: RunningServer) -> None:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+def start_server() -> Iterator[Callable[..., RunningServer]]:
+    """Start servers on given project folders; each is killed at the end of the test."""
     started: list[RunningServer] = []
 
     def start(project_dir: Path, *args: str, env: dict[str, str] | None = None) -> RunningServer:
-        port = free_port()
-        log_path = tmp_path / f"server-{port}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    *DRIFTLOOP,
-                    "--project",
-                    str(project_dir),
-                    "serve",
-                    "--host",
-                    LOOPBACK,
-                    "--port",
-                    str(port),
-                    *args,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
-                start_new_session=True,  # its own process group: stop() reaches the workers
-            )
-        server = RunningServer(process, f"http://{LOOPBACK}:{port}", project_dir, log_path)
-        started.append(server)
-        _wait_ready(server)
-        return server
+        started.append(launch_server(project_dir, *args, env=env))
+        return started[-1]
+
+    yield start
+    for server in started:
+        if not server.stopped:
+            server.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def module_servers(
+    served_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., RunningServer]]:
+    """Start servers shared by a module, each on its own copy of the served project;
+    they are killed after the module."""
+    started: list[RunningServer] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> RunningServer:
+        folder = Path(shutil.copytree(served_template, tmp_path_factory.mktemp("served") / "shop"))
+        started.append(launch_server(folder, *args, env=env))
+        return started[-1]
 
     yield start
     for server in started:

@@ -9,12 +9,7 @@ copy of the project.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,8 +41,6 @@ INPUTS = [
 KNOWN = "cu_0001"
 UNKNOWN = "cu_9999"  # no online row: every input falls back to its default
 LOOPBACK = "127.0.0.1"
-DRIFTLOOP = str(Path(sys.executable).parent / "driftloop")
-READY_TIMEOUT_S = 60.0
 CHANGE_TIMEOUT_S = 30.0
 MAX_BODY_BYTES = 400
 MAX_INSTANCES = 3
@@ -56,80 +49,14 @@ MAX_INSTANCES = 3
 # --- servers shared by a module ---------------------------------------------------------
 
 
-@dataclass
-class Server:
-    """A ``driftloop serve`` process (its own process group) and where it listens."""
+class Server(Protocol):
+    """A running ``driftloop serve`` (conftest's ``RunningServer``)."""
 
     url: str
     project_dir: Path
-    process: subprocess.Popen[bytes]
     log_path: Path
 
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        return self.process.returncode
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def launch(project_dir: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-    """Start ``driftloop serve`` on ``project_dir`` and wait until /readyz answers 200."""
-    port = _free_port()
-    log_path = project_dir.parent / f"server-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                *(DRIFTLOOP, "--project", str(project_dir), "serve"),
-                *("--host", LOOPBACK, "--port", str(port), *args),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-    server = Server(f"http://{LOOPBACK}:{port}", project_dir, process, log_path)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(
-                f"driftloop serve exited with {process.returncode}:\n{log_path.read_text()}"
-            )
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    server.stop(signal.SIGKILL)
-    pytest.fail(f"driftloop serve was not ready in {READY_TIMEOUT_S}s:\n{log_path.read_text()}")
-
-
-@pytest.fixture(scope="module")
-def module_servers(
-    served_template: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., Server]]:
-    """Start servers, each on its own copy of the served project, stopped after the module."""
-    started: list[Server] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> Server:
-        folder = tmp_path_factory.mktemp("served") / "shop"
-        started.append(launch(Path(shutil.copytree(served_template, folder)), *args, env=env))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop(signal.SIGKILL)
+    def stop(self, sig: int = ...) -> int: ...
 
 
 @pytest.fixture(scope="module")
@@ -158,11 +85,7 @@ def limited(module_servers: Callable[..., Server]) -> Server:
 # --- helpers ----------------------------------------------------------------------------
 
 
-class Served(Protocol):
-    """A running server: this module's :class:`Server` or conftest's ``RunningServer``."""
-
-    url: str
-    project_dir: Path
+Served = Server
 
 
 def predict(server: Served, body: Any, *, request_id: str | None = None) -> httpx.Response:

@@ -3,16 +3,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyarrow.compute as pc
@@ -26,56 +21,22 @@ from driftloop.serving.schemas import ModelInfo, PredictResponse
 MODEL = "fraud"
 KNOWN = "cu_0001"
 LOOPBACK = "127.0.0.1"
-DRIFTLOOP = str(Path(sys.executable).parent / "driftloop")
-READY_TIMEOUT_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
-def project_dir(served_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return Path(shutil.copytree(served_template, tmp_path_factory.mktemp("client") / "shop"))
+def served(module_servers: Callable[..., Any]) -> Any:
+    """A ``driftloop serve --durability strict`` shared by the module."""
+    return module_servers("--durability", "strict")
 
 
 @pytest.fixture(scope="module")
-def url(project_dir: Path) -> Iterator[str]:
-    """The URL of a ``driftloop serve --durability strict`` shared by the module."""
-    port = _free_port()
-    log_path = project_dir.parent / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                *(DRIFTLOOP, "--project", str(project_dir), "serve", "--durability", "strict"),
-                *("--host", LOOPBACK, "--port", str(port)),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://{LOOPBACK}:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"driftloop serve exited:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"driftloop serve was not ready:\n{log_path.read_text()}")
-            time.sleep(0.1)
-        yield base
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+def project_dir(served: Any) -> Path:
+    return Path(served.project_dir)
+
+
+@pytest.fixture(scope="module")
+def url(served: Any) -> str:
+    return str(served.url)
 
 
 @pytest.fixture
@@ -87,7 +48,10 @@ def client(url: str) -> Iterator[Client]:
 @pytest.fixture
 def unreachable() -> str:
     """A loopback URL nobody listens on."""
-    return f"http://{LOOPBACK}:{_free_port()}"
+    with socket.socket() as sock:  # a port nobody listens on once the socket closes
+        sock.bind((LOOPBACK, 0))
+        port = sock.getsockname()[1]
+    return f"http://{LOOPBACK}:{port}"
 
 
 @pytest.fixture

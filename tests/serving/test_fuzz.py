@@ -9,18 +9,10 @@ that status, and the documented content type.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import given, settings
@@ -35,8 +27,6 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 MODEL = "fraud"
 LOOPBACK = "127.0.0.1"
-DRIFTLOOP = str(Path(sys.executable).parent / "driftloop")
-READY_TIMEOUT_S = 60.0
 MAX_EXAMPLES = 60
 CHECKS = [
     not_a_server_error,
@@ -47,50 +37,11 @@ CHECKS = [
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
-def server(
-    served_template: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path]]:
+def server(module_servers: Callable[..., Any]) -> tuple[str, Path]:
     """A ``driftloop serve`` for the module: its URL and its log file."""
-    project_dir = Path(shutil.copytree(served_template, tmp_path_factory.mktemp("fuzz") / "shop"))
-    port = _free_port()
-    log_path = project_dir.parent / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                *(DRIFTLOOP, "--project", str(project_dir), "serve"),
-                *("--host", LOOPBACK, "--port", str(port)),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://{LOOPBACK}:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"driftloop serve exited:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"driftloop serve was not ready:\n{log_path.read_text()}")
-            time.sleep(0.1)
-        yield url, log_path
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+    served = module_servers()
+    return str(served.url), Path(served.log_path)
 
 
 @pytest.fixture(scope="module")
