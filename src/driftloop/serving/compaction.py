@@ -40,7 +40,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["compact_log", "compact_partition", "live_files"]
+__all__ = ["compact_log", "compact_partition", "fsync_path", "live_files"]
 
 SOURCES_KEY = b"driftloop.compacted_from"
 MIN_FILES = 16
@@ -85,7 +85,8 @@ def live_files(partition: Path) -> list[Path]:
     return [p for p in files if p.name not in replaced]
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory: its entries, e.g. a rename)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -120,7 +121,7 @@ def _delete_replaced(partition: Path, files: list[Path]) -> None:
             (partition / name).unlink()
             removed = True
     if removed:
-        _fsync(partition)
+        fsync_path(partition)
 
 
 def compact_partition(partition: Path, *, min_files: int = MIN_FILES) -> int:
@@ -187,15 +188,15 @@ def _merge(partition: Path, sources: list[Path], level: int) -> Path:
                     pending, rows = [], 0
             if pending:
                 writer.write_table(pa.concat_tables(pending), row_group_size=_ROW_GROUP)
-        _fsync(temporary)
+        fsync_path(temporary)
         temporary.replace(final)
-        _fsync(partition)
+        fsync_path(partition)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     for path in sources:
         path.unlink(missing_ok=True)
-    _fsync(partition)
+    fsync_path(partition)
     return final
 
 

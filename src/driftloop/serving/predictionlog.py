@@ -65,7 +65,7 @@ import pyarrow.parquet as pq
 
 from driftloop.core import clock
 from driftloop.errors import InputError, StateError
-from driftloop.serving.compaction import compact_partition, live_files
+from driftloop.serving.compaction import compact_partition, fsync_path, live_files
 from driftloop.serving.records import Deferred
 
 __all__ = [
@@ -427,7 +427,7 @@ class RecordLog:
         try:
             self._write_file(directory, table)
             if self._strict:
-                _fsync_path(directory)
+                fsync_path(directory)
         except BaseException:
             self._dirs.discard(directory)  # it may have been removed: check it next time
             raise
@@ -441,7 +441,7 @@ class RecordLog:
                 except FileExistsError:
                     continue
                 if self._strict:  # the new directory entry must survive a crash too
-                    _fsync_path(path.parent)
+                    fsync_path(path.parent)
             self._dirs.add(directory)
         return directory
 
@@ -453,20 +453,12 @@ class RecordLog:
         try:
             pq.write_table(table, str(temporary), compression="zstd")
             if self._strict:
-                _fsync_path(temporary)
+                fsync_path(temporary)
             temporary.replace(final)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
         return final
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_model(model: str) -> None:
