@@ -22,6 +22,7 @@ response waits, without blocking the loop, for its log records' fsync.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -226,6 +227,11 @@ def create_app(project: Project, *, engine: Engine | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(engine.start)
+        # Everything loaded so far (libraries, models) lives as long as the process:
+        # keep it out of the cyclic collector, whose full passes over it would
+        # otherwise stall requests for tens of milliseconds.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -93,26 +93,41 @@ class PredictionRecords:
             ),
             "probabilities": _probabilities(items, total),
         }
-        for prefix, tables in zip(
-            cls.prefixes,
-            (
-                [r.keys for r in items],
-                [r.features for r in items],
-                [_missing_table(r.missing) for r in items],
-            ),
-            strict=True,
+        key_prefix, feature_prefix, missing_prefix = cls.prefixes
+        for prefix, tables in (
+            (key_prefix, [r.keys for r in items]),
+            (feature_prefix, [r.features for r in items]),
         ):
             stacked = _stack(tables, counts)
             if stacked is not None:
                 for name, column in zip(stacked.column_names, stacked.columns, strict=True):
                     columns[prefix + name] = column
+        for name, flags in _stack_flags([r.missing for r in items], counts).items():
+            columns[missing_prefix + name] = flags
         return pa.table(columns)
 
 
-def _missing_table(missing: Mapping[str, npt.NDArray[np.bool_]] | None) -> pa.Table | None:
-    if not missing:
-        return None
-    return pa.table({name: pa.array(flags, pa.bool_()) for name, flags in missing.items()})
+def _stack_flags(
+    flags: list[Mapping[str, npt.NDArray[np.bool_]] | None], counts: npt.NDArray[np.int64]
+) -> dict[str, pa.Array]:
+    """The missing-input flags one under the other (null where a request has none)."""
+    names = list(dict.fromkeys(name for f in flags if f for name in f))
+    if not names:
+        return {}
+    out = {}
+    for name in names:
+        pieces = [f.get(name) if f else None for f in flags]
+        if all(p is not None for p in pieces):
+            out[name] = pa.array(np.concatenate(pieces))  # type: ignore[arg-type]
+            continue
+        values = np.concatenate(
+            [np.zeros(n, bool) if p is None else p for p, n in zip(pieces, counts, strict=True)]
+        )
+        absent = np.concatenate(
+            [np.full(n, p is None) for p, n in zip(pieces, counts, strict=True)]
+        )
+        out[name] = pa.array(values, pa.bool_(), mask=absent)
+    return out
 
 
 def _probabilities(items: Sequence[PredictionRecords], total: int) -> pa.Array:
