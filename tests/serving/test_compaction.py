@@ -168,3 +168,53 @@ def test_a_record_log_compacts_the_partitions_it_writes(tmp_path: Path) -> None:
 def test_tiers_need_at_least_two_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="min_files"):
         compact_partition(tmp_path, min_files=1)
+
+
+def test_the_compactor_process_compacts_until_its_parent_is_gone(tmp_path: Path) -> None:
+    """`python -m driftloop.serving.compaction` (what `driftloop serve` starts) merges
+    the small files of every log root it is given, and exits with its parent."""
+    import os
+    import subprocess
+    import sys
+
+    write_parts(tmp_path / "predictions", 20)
+    write_parts(tmp_path / "feedback", 16, prefix="f")
+    # a parent that ends when we close its stdin: the compactor must follow it
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; p = subprocess.Popen([sys.executable, '-m', "
+            "'driftloop.serving.compaction', '--every', '0.1', '--parent', str(__import__('os')"
+            ".getpid()), *sys.argv[1:]]); print(p.pid, flush=True); sys.stdin.read()",
+            str(tmp_path / "predictions"),
+            str(tmp_path / "feedback"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    compactor = int(parent.stdout.readline())
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=60)
+        while datetime.now(UTC) < deadline and (
+            len(live_files(partition(tmp_path / "predictions"))) > 1
+            or len(live_files(partition(tmp_path / "feedback"))) > 1
+        ):
+            threading.Event().wait(0.1)
+        assert len(live_files(partition(tmp_path / "predictions"))) == 1
+        assert len(live_files(partition(tmp_path / "feedback"))) == 1
+        assert sum(ids(tmp_path / "predictions").values()) == 60
+    finally:
+        parent.communicate("", timeout=30)
+    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    while datetime.now(UTC) < deadline:
+        try:
+            os.kill(compactor, 0)
+        except ProcessLookupError:
+            break
+        threading.Event().wait(0.1)
+    else:
+        os.kill(compactor, 9)
+        raise AssertionError("the compactor outlived its parent")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -103,6 +105,18 @@ def serve(
         soft_wrap=True,
     )
     project.close()
+    # The logs' small files are merged by a process of their own, at a lower priority.
+    compactor = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "driftloop.serving.compaction",
+            "--parent",
+            str(os.getpid()),
+            str(config.predictions),
+            str(config.feedback),
+        ]
+    )
     try:
         uvicorn.run(
             "driftloop.serving.app:create_app_from_env",
@@ -115,5 +129,10 @@ def serve(
             timeout_graceful_shutdown=30,
         )
     finally:
+        compactor.terminate()
+        try:
+            compactor.wait(10)
+        except subprocess.TimeoutExpired:
+            compactor.kill()
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -208,3 +208,40 @@ def compact_log(root: Path, model: str | None = None, *, min_files: int = MIN_FI
         for partition in sorted(Path(root).glob(pattern))
         if partition.is_dir()
     )
+
+
+def run_compactor(roots: list[Path], every_s: float, parent: int | None = None) -> None:
+    """Compact every partition under ``roots`` every ``every_s`` seconds, until the
+    process ``parent`` (if given) is gone; errors are logged and retried next time."""
+    import logging
+    import time
+
+    log = logging.getLogger(__name__)
+    while True:
+        for root in roots:
+            try:
+                compact_log(root)
+            except Exception as exc:  # keep compacting the other roots, and later
+                log.warning("cannot compact %s: %s", root, exc)
+        deadline = time.monotonic() + every_s
+        while time.monotonic() < deadline:
+            if parent is not None and os.getppid() != parent:
+                return
+            time.sleep(min(1.0, every_s))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m driftloop.serving.compaction [--every S] [--parent PID] ROOT...``"""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Compact record logs in the background.")
+    parser.add_argument("roots", nargs="+", type=Path)
+    parser.add_argument("--every", type=float, default=30.0, help="seconds between passes")
+    parser.add_argument("--parent", type=int, help="stop when this process is gone")
+    args = parser.parse_args(argv)
+    os.nice(10)  # below the server's workers
+    run_compactor(args.roots, args.every, args.parent)
+
+
+if __name__ == "__main__":
+    main()

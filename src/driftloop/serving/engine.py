@@ -117,11 +117,19 @@ class Engine:
         )
         durability: Durability = "strict" if self.config.durability == "strict" else "relaxed"
         interval = self.config.flush_interval.total_seconds()
+        # Compaction runs in its own process (driftloop serve starts it), never in a
+        # worker: merging files would take the GIL from requests.
         self.predictions: RecordSink = predictions or RecordLog(
-            self.config.predictions, durability=durability, flush_interval_s=interval
+            self.config.predictions,
+            durability=durability,
+            flush_interval_s=interval,
+            compact_every_s=None,
         )
         self.feedback_log: RecordSink = feedback or RecordLog(
-            self.config.feedback, durability=durability, flush_interval_s=interval
+            self.config.feedback,
+            durability=durability,
+            flush_interval_s=interval,
+            compact_every_s=None,
         )
         self.strict = durability == "strict"
         self._online: OnlineStore | None = None
