@@ -131,3 +131,43 @@ def test_the_cache_loads_each_version_once_and_forgets_undeployed_ones(project: 
     assert cache.loaded() == [("fraud", 1)]
     cache.retain([])
     assert cache.loaded() == []
+
+
+def test_gradient_boosting_categorical_preprocessing_is_replaced_by_an_equal_remap() -> None:
+    """A fitted HistGradientBoosting with categorical inputs serves through a numpy remap
+    instead of scikit-learn's per-call ColumnTransformer; the probabilities are the same
+    bits, for known, unknown and missing categories alike."""
+    import copy
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from driftloop.serving.runtime import fast_preprocessing
+
+    rng = np.random.default_rng(7)
+    X = np.column_stack(
+        [rng.normal(size=2000), rng.integers(0, 5, 2000), rng.normal(size=2000)]
+    ).astype(np.float64)
+    y = (X[:, 0] + (X[:, 1] == 3) > 0.5).astype(int)
+    model = HistGradientBoostingClassifier(
+        max_iter=20, categorical_features=[False, True, False], random_state=0
+    ).fit(X, y)
+    original = copy.deepcopy(model)
+    fast = fast_preprocessing(model)
+    assert type(fast._preprocessor).__name__ == "_CategoricalRemap"
+    probe = X[:300].copy()
+    probe[::7, 1] = np.nan  # missing
+    probe[::11, 1] = 17.0  # never seen in training
+    np.testing.assert_array_equal(fast.predict_proba(probe), original.predict_proba(probe))
+
+
+def test_models_without_categorical_preprocessing_are_left_as_they_are() -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression
+
+    from driftloop.serving.runtime import fast_preprocessing
+
+    X = np.random.default_rng(1).normal(size=(200, 3))
+    numeric = HistGradientBoostingRegressor(max_iter=5).fit(X, X[:, 0])
+    assert fast_preprocessing(numeric)._preprocessor is None
+    linear = LogisticRegression().fit(X, X[:, 0] > 0)
+    assert fast_preprocessing(linear) is linear

@@ -121,8 +121,10 @@ class LoadedVersion:
             lookups.append(_ViewLookup(view, features, [c.name for c in columns]))
             for feature, column in zip(features, columns, strict=True):
                 defaults[column.name] = view.defaults[feature]
-        model = load_model(
-            ctx.artifacts, version.artifact_digest, version.flavor, trust_pickle=trust_pickle
+        model = fast_preprocessing(
+            load_model(
+                ctx.artifacts, version.artifact_digest, version.flavor, trust_pickle=trust_pickle
+            )
         )
         classes = output.get("classes")
         return cls(
@@ -359,6 +361,78 @@ def _view_keys(view: FeatureView, keys: pa.Table) -> pa.Table:
                 field=f"keys.{key}",
             ) from None
     return pa.table(out)
+
+
+class _CategoricalRemap:
+    """What a fitted HistGradientBoosting's internal ``ColumnTransformer`` does to a
+    float matrix on every predict — categorical columns first, each value replaced by
+    its index among the categories seen in training (unknown or missing: NaN), then
+    the numeric columns as they are — in a few numpy calls instead of a pipeline of
+    estimators (about 0.35 ms per call for one row, a third of a small model's
+    prediction)."""
+
+    def __init__(self, categorical: npt.NDArray[np.bool_], categories: list[Any]) -> None:
+        self.categorical = np.flatnonzero(categorical)
+        self.numeric = np.flatnonzero(~categorical)
+        self.categories = [
+            np.asarray([c for c in np.asarray(cats, dtype=np.float64) if not np.isnan(c)])
+            for cats in categories
+        ]
+
+    def transform(self, X: Any) -> npt.NDArray[np.float64]:
+        X = np.asarray(X, dtype=np.float64)
+        out = np.empty((X.shape[0], X.shape[1]), dtype=np.float64)
+        for j, (column, cats) in enumerate(zip(self.categorical, self.categories, strict=True)):
+            values = X[:, column]
+            if not len(cats):
+                out[:, j] = np.nan
+                continue
+            at = np.minimum(np.searchsorted(cats, values), len(cats) - 1)
+            out[:, j] = np.where(cats[at] == values, at, np.nan)
+        out[:, len(self.categorical) :] = X[:, self.numeric]
+        return out
+
+
+def fast_preprocessing(model: Any) -> Any:
+    """``model``, with a fitted HistGradientBoosting's per-call categorical preprocessing
+    replaced by :class:`_CategoricalRemap` when it is exactly the preprocessing
+    scikit-learn builds (an ``OrdinalEncoder`` on the categorical columns, the rest
+    passed through) and both give the same matrix on probe rows (every category, an
+    unknown value, NaN); any other model is returned as it is."""
+    preprocessor: Any = getattr(model, "_preprocessor", None)
+    if (
+        type(model).__name__
+        not in {
+            "HistGradientBoostingClassifier",
+            "HistGradientBoostingRegressor",
+        }
+        or type(preprocessor).__name__ != "ColumnTransformer"
+    ):
+        return model
+    try:
+        encoder = preprocessor.named_transformers_["encoder"]
+        mask = np.asarray(model.is_categorical_, dtype=bool)
+        if type(encoder).__name__ != "OrdinalEncoder" or not mask.any():
+            return model
+        remap = _CategoricalRemap(mask, list(encoder.categories_))
+        probe = _probe_rows(mask, remap.categories)
+        expected = np.asarray(preprocessor.transform(probe), dtype=np.float64)
+        if not np.array_equal(remap.transform(probe), expected, equal_nan=True):
+            return model
+    except Exception:  # an unexpected layout (another scikit-learn version): keep it
+        return model
+    model._preprocessor = remap
+    return model
+
+
+def _probe_rows(mask: npt.NDArray[np.bool_], categories: list[Any]) -> npt.NDArray[np.float64]:
+    longest = max(len(c) for c in categories) + 3
+    rows = np.full((longest, len(mask)), 0.5)
+    rows[:, ~mask] = np.linspace(-3.0, 3.0, longest)[:, None]
+    for column, cats in zip(np.flatnonzero(mask), categories, strict=True):
+        values = [*cats, -7.0, 1e9, np.nan]
+        rows[:, column] = np.resize(np.asarray(values, dtype=np.float64), longest)
+    return rows
 
 
 class ModelCache:
