@@ -604,7 +604,9 @@ def read_log(
         conditions += ['"at" < $until', "date <= $until_day"]
     since_day = params.get("since_day")
     until_day = params.get("until_day")
-    for attempt in range(_READ_ATTEMPTS):
+    attempt = 0
+    while True:  # until a read finds every file it listed (a compactor may remove one)
+        attempt += 1
         files = [
             str(path)
             for partition in sorted(root.glob(f"model={model or '*'}/date=*"))
@@ -625,9 +627,8 @@ def read_log(
             with _duckdb() as con:
                 return con.sql(query, params=params or None).to_arrow_table()
         except duckdb.IOException:  # a compactor replaced a file after it was listed
-            if attempt == _READ_ATTEMPTS - 1 or all(Path(f).exists() for f in files):
+            if attempt >= _READ_ATTEMPTS or all(Path(f).exists() for f in files):
                 raise
-    raise AssertionError("unreachable")
 
 
 def _day_in(name: str, since: date | None, until: date | None) -> bool:
