@@ -180,3 +180,15 @@ def test_the_serving_guide_python_examples_run(serving: str) -> None:
     namespace = _run(blocks)
     assert namespace["first"].version == 1  # type: ignore[attr-defined]
     assert namespace["ready"] is True
+
+
+def test_the_monitoring_guide_example_runs() -> None:
+    """docs/monitoring.md's example computes all five statistics of a subtle shift."""
+    namespace = _run(_blocks("docs/monitoring.md"))
+    assert set(namespace["found"]) == {  # type: ignore[arg-type]
+        "ks",
+        "wasserstein",
+        "chisquare",
+        "psi",
+        "jensenshannon",
+    }

@@ -1,0 +1,1 @@
+"""Monitoring: drift statistics, data quality, performance with delayed labels, alerts."""
