@@ -24,6 +24,7 @@ def test_the_public_names_are_the_ones_users_type() -> None:
         "evaluation",
         "features",
         "loop",
+        "monitoring",
         "project",
         "registry",
         "serving",
