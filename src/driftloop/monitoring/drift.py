@@ -1,0 +1,237 @@
+"""Drift of a whole table against a reference: one statistic per column, chosen
+automatically or by override, with the false-alarm rate controlled across columns.
+
+:class:`TableReference` fits a reference per column of an Arrow table (numeric types:
+:class:`~driftloop.monitoring.statistics.NumericReference`; strings, booleans and
+dictionaries: :class:`~driftloop.monitoring.statistics.CategoricalReference`).
+:func:`detect_drift` compares a current table with it:
+
+- each column gets the statistic :func:`~driftloop.monitoring.statistics.auto_statistic`
+  picks for its type and the reference's size, unless ``by_type`` or ``by_column``
+  names another;
+- p-values of the tests are adjusted across the columns tested — Benjamini-Hochberg
+  (``"bh"``, the default: controls the expected share of false alarms among the
+  alarms) or Bonferroni (controls the chance of any false alarm) — so 25 columns do
+  not give 25 chances to cry wolf; a test drifts when its *adjusted* p-value is below
+  its threshold;
+- an effect size is reported next to each p-value: D for Kolmogorov-Smirnov,
+  Cramér's V for chi-square.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from driftloop.errors import InputError
+from driftloop.monitoring.statistics import (
+    DEFAULT_THRESHOLDS,
+    CategoricalReference,
+    NumericReference,
+    Statistic,
+    StatisticName,
+    auto_statistic,
+    chisquare,
+    jensenshannon,
+    ks,
+    psi,
+    wasserstein,
+)
+
+__all__ = ["ColumnDrift", "DriftReport", "TableReference", "adjust_p_values", "detect_drift"]
+
+Correction = Literal["bh", "bonferroni"] | None
+_FUNCTIONS = {
+    "ks": ks,
+    "wasserstein": wasserstein,
+    "chisquare": chisquare,
+    "psi": psi,
+    "jensenshannon": jensenshannon,
+}
+_NUMERIC_ONLY = {"ks", "wasserstein"}
+
+
+def _numeric(type_: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_)
+    )
+
+
+@dataclass(frozen=True)
+class TableReference:
+    """A reference per column, fitted once (e.g. on a model's training data)."""
+
+    columns: dict[str, NumericReference | CategoricalReference]
+    unique_values: dict[str, int]
+
+    @classmethod
+    def fit(cls, table: pa.Table, bins: int = 10) -> TableReference:
+        columns: dict[str, NumericReference | CategoricalReference] = {}
+        unique: dict[str, int] = {}
+        for name in table.column_names:
+            column = table.column(name)
+            if _numeric(column.type):
+                values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+                numeric = NumericReference.fit(values, bins=bins)
+                columns[name] = numeric
+                unique[name] = int(np.unique(numeric.sorted_values).size)
+            elif (
+                pa.types.is_string(column.type)
+                or pa.types.is_large_string(column.type)
+                or pa.types.is_boolean(column.type)
+                or pa.types.is_dictionary(column.type)
+            ):
+                reference = CategoricalReference.fit(column.combine_chunks())
+                columns[name] = reference
+                unique[name] = len(reference.counts)
+        return cls(columns, unique)
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    """One column's verdict."""
+
+    column: str
+    kind: Literal["numeric", "categorical"]
+    statistic: Statistic
+    adjusted_p_value: float | None = None
+    effect_size: float | None = None
+
+    @property
+    def drifted(self) -> bool:
+        if self.statistic.p_value is not None:
+            p = (
+                self.adjusted_p_value
+                if self.adjusted_p_value is not None
+                else self.statistic.p_value
+            )
+            return p < self.statistic.threshold
+        return self.statistic.drifted
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "column": self.column,
+            "kind": self.kind,
+            "statistic": self.statistic.name,
+            "value": self.statistic.value,
+            "p_value": self.statistic.p_value,
+            "adjusted_p_value": self.adjusted_p_value,
+            "threshold": self.statistic.threshold,
+            "effect_size": self.effect_size,
+            "drifted": self.drifted,
+        }
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    columns: list[ColumnDrift] = field(default_factory=list)
+    correction: Correction = "bh"
+
+    @property
+    def drifted(self) -> list[str]:
+        return [c.column for c in self.columns if c.drifted]
+
+    @property
+    def share_drifted(self) -> float:
+        return len(self.drifted) / len(self.columns) if self.columns else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "correction": self.correction,
+            "share_drifted": self.share_drifted,
+            "columns": [c.to_dict() for c in self.columns],
+        }
+
+
+def adjust_p_values(p_values: list[float], method: Correction) -> list[float]:
+    """Benjamini-Hochberg (step-up, monotone) or Bonferroni adjusted p-values."""
+    if method is None or not p_values:
+        return list(p_values)
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    if method == "bonferroni":
+        bonferroni: list[float] = np.minimum(p * m, 1.0).tolist()
+        return bonferroni
+    if method != "bh":
+        raise InputError(f"correction must be 'bh', 'bonferroni' or None, not {method!r}")
+    order = np.argsort(p)
+    ranked = p[order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    result: list[float] = out.tolist()
+    return result
+
+
+def _effect_size(statistic: Statistic, reference: Any, current_size: int) -> float | None:
+    if statistic.name == "ks":
+        return statistic.value
+    if statistic.name == "chisquare":
+        k = (
+            len(reference.counts)
+            if isinstance(reference, CategoricalReference)
+            else len(reference.shares)
+        )
+        total = reference.size + current_size
+        return float(np.sqrt(statistic.value / (total * max(k - 1, 1))))
+    return None
+
+
+def detect_drift(
+    reference: TableReference,
+    current: pa.Table,
+    *,
+    by_type: Mapping[str, StatisticName] | None = None,
+    by_column: Mapping[str, StatisticName] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    correction: Correction = "bh",
+) -> DriftReport:
+    """The drift of each of ``current``'s columns that has a reference."""
+    limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    results: list[tuple[str, str, Statistic, Any, int]] = []
+    for name, ref in reference.columns.items():
+        if name not in current.column_names:
+            continue
+        kind: Literal["numeric", "categorical"] = (
+            "numeric" if isinstance(ref, NumericReference) else "categorical"
+        )
+        chosen = (by_column or {}).get(name) or (by_type or {}).get(kind)
+        if chosen is None:
+            chosen = auto_statistic(kind, ref.size, reference.unique_values.get(name, 0))
+        if chosen not in _FUNCTIONS:
+            raise InputError(
+                f"unknown statistic {chosen!r} for column {name!r} "
+                f"(known: {', '.join(sorted(_FUNCTIONS))})",
+                field=name,
+            )
+        if chosen in _NUMERIC_ONLY and kind != "numeric":
+            raise InputError(
+                f"{chosen} needs a numeric column; {name!r} is categorical", field=name
+            )
+        column = current.column(name)
+        values: Any = (
+            column.to_numpy(zero_copy_only=False).astype(np.float64)
+            if kind == "numeric"
+            else column.combine_chunks()
+        )
+        function: Any = _FUNCTIONS[chosen]
+        statistic: Statistic = function(ref, values, limits[chosen])
+        results.append((name, kind, statistic, ref, len(column)))
+    tested = [i for i, r in enumerate(results) if r[2].p_value is not None]
+    adjusted = adjust_p_values([results[i][2].p_value or 0.0 for i in tested], correction)
+    adjusted_by_index = dict(zip(tested, adjusted, strict=True))
+    columns = [
+        ColumnDrift(
+            name,
+            kind,  # type: ignore[arg-type]
+            statistic,
+            adjusted_by_index.get(i) if correction is not None else None,
+            _effect_size(statistic, ref, size),
+        )
+        for i, (name, kind, statistic, ref, size) in enumerate(results)
+    ]
+    return DriftReport(columns, correction)
