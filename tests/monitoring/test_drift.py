@@ -98,3 +98,19 @@ def test_the_false_alarm_rate_across_undrifted_windows_is_near_the_level() -> No
         uncorrected += bool(detect_drift(reference, window, correction=None).drifted)
     assert corrected / 200 <= 0.10
     assert uncorrected > corrected
+
+
+def test_a_reference_stored_as_bytes_gives_the_same_verdicts(tmp_path: object) -> None:
+    """A reference fitted at training time is stored (one Parquet blob, e.g. in the
+    artifact store) and loaded later: every statistic comes out the same."""
+    rng = np.random.default_rng(8)
+    reference = TableReference.fit(table(2000, rng=rng))
+    loaded = TableReference.from_bytes(reference.to_bytes())
+    current = table(2000, shift=0.2, rng=rng)
+    for statistic in ("psi", "jensenshannon"):
+        a = detect_drift(reference, current, by_type={"numeric": statistic})
+        b = detect_drift(loaded, current, by_type={"numeric": statistic})
+        assert a.to_dict() == b.to_dict()
+    assert detect_drift(reference, current).to_dict() == detect_drift(loaded, current).to_dict()
+    with pytest.raises(InputError, match="not a drift reference"):
+        TableReference.from_bytes(b"garbage")

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from driftloop.errors import InputError
 from driftloop.monitoring.statistics import (
@@ -88,6 +89,72 @@ class TableReference:
                 reference = CategoricalReference.fit(column.combine_chunks())
                 columns[name] = reference
                 unique[name] = len(reference.counts)
+        return cls(columns, unique)
+
+    def to_bytes(self) -> bytes:
+        """The reference as one Parquet file (one row per column), for the artifact store."""
+        rows: dict[str, list[Any]] = {
+            k: []
+            for k in ("column", "kind", "values", "std", "edges", "shares", "labels", "counts")
+        }
+        for name, ref in self.columns.items():
+            rows["column"].append(name)
+            if isinstance(ref, NumericReference):
+                rows["kind"].append("numeric")
+                numeric_parts = [ref.sorted_values, ref.std, ref.edges, ref.shares, None, None]
+                for key, value in zip(
+                    ("values", "std", "edges", "shares", "labels", "counts"),
+                    numeric_parts,
+                    strict=True,
+                ):
+                    rows[key].append(value)
+            else:
+                rows["kind"].append("categorical")
+                for key in ("values", "std", "edges", "shares"):
+                    rows[key].append(None)
+                rows["labels"].append(list(ref.counts))
+                rows["counts"].append(list(ref.counts.values()))
+        floats = pa.list_(pa.float64())
+        table = pa.table(
+            {
+                "column": pa.array(rows["column"], pa.string()),
+                "kind": pa.array(rows["kind"], pa.string()),
+                "values": pa.array(rows["values"], floats),
+                "std": pa.array(rows["std"], pa.float64()),
+                "edges": pa.array(rows["edges"], floats),
+                "shares": pa.array(rows["shares"], floats),
+                "labels": pa.array(rows["labels"], pa.list_(pa.string())),
+                "counts": pa.array(rows["counts"], pa.list_(pa.int64())),
+                "unique": pa.array([self.unique_values.get(n, 0) for n in rows["column"]]),
+            }
+        )
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        return bytes(sink.getvalue().to_pybytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TableReference:
+        """The reference :meth:`to_bytes` wrote."""
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"not a drift reference: {exc}") from None
+        columns: dict[str, NumericReference | CategoricalReference] = {}
+        unique: dict[str, int] = {}
+        for row in table.to_pylist():
+            name = row["column"]
+            if row["kind"] == "numeric":
+                columns[name] = NumericReference(
+                    np.asarray(row["values"], dtype=np.float64),
+                    float(row["std"]),
+                    np.asarray(row["edges"], dtype=np.float64),
+                    np.asarray(row["shares"], dtype=np.float64),
+                )
+            else:
+                columns[name] = CategoricalReference(
+                    dict(zip(row["labels"], row["counts"], strict=True))
+                )
+            unique[name] = int(row["unique"])
         return cls(columns, unique)
 
 
