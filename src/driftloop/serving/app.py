@@ -61,11 +61,11 @@ _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 
 class _BodyTooLarge(Exception):
-    pass
+    """The body is over serving.max_body_bytes (answered 413)."""
 
 
 class _NoBody(Exception):
-    pass
+    """The request has no body at all (answered 422)."""
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:

@@ -40,6 +40,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from driftloop.serving.records import aligned
+
 __all__ = ["compact_log", "compact_partition", "fsync_path", "live_files"]
 
 SOURCES_KEY = b"driftloop.compacted_from"
@@ -153,18 +155,6 @@ def compact_partition(partition: Path, *, min_files: int = MIN_FILES) -> int:
             merged += len(by_level[level])
 
 
-def _aligned(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    columns = []
-    for field in schema:
-        index = table.schema.get_field_index(field.name)
-        if index < 0:
-            columns.append(pa.nulls(table.num_rows, field.type))
-        else:
-            column = table.column(index)
-            columns.append(column if column.type == field.type else column.cast(field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
 def _merge(partition: Path, sources: list[Path], level: int) -> Path:
     """Stream ``sources`` into one new file (one source in memory at a time)."""
     schema = pa.unify_schemas(
@@ -180,7 +170,8 @@ def _merge(partition: Path, sources: list[Path], level: int) -> Path:
             pending: list[pa.Table] = []
             rows = 0
             for path in sources:
-                table = _aligned(pq.read_table(path), schema)
+                table = pq.read_table(path)
+                table = aligned(table, schema, table.num_rows)
                 pending.append(table)
                 rows += table.num_rows
                 if rows >= _ROW_GROUP:

@@ -51,7 +51,7 @@ from driftloop.serving.predictionlog import (
 )
 from driftloop.serving.records import PredictionRecords
 from driftloop.serving.routing import Route, route, routing_value
-from driftloop.serving.runtime import LoadedVersion, ModelCache, Scores
+from driftloop.serving.runtime import LoadedVersion, ModelCache, Scores, ServedFeatures
 from driftloop.serving.schemas import FeedbackRequest, Instance, PredictRequest
 
 __all__ = ["Engine", "ModelState", "PredictResult"]
@@ -304,11 +304,7 @@ class Engine:
                     f"not loaded on this worker ({state.error or 'loading'})",
                 )
             batch = [instances[i] for i in indices] if len(groups) > 1 else instances
-            keys, values, given = _columns(batch)
-            served = loaded.features(
-                self._online, len(batch), keys=keys, values=values, given=given
-            )
-            scores = loaded.score(served.table)
+            keys, served, scores = self._score(loaded, batch)
             missing_names = _missing_names(served.missing, len(batch))
             for j, out in enumerate(_outputs(scores, routed, missing_names)):
                 outputs[indices[j]] = out
@@ -340,6 +336,16 @@ class Engine:
             self._queue_shadow(_ShadowCopy(model, deployment.shadow, instances, request_id, at))
         body = {"request_id": request_id, "model": model, "predictions": outputs}
         return PredictResult(body, futures)
+
+    def _score(
+        self, loaded: LoadedVersion, instances: Sequence[Instance]
+    ) -> tuple[pa.Table | None, ServedFeatures, Scores]:
+        """The instances' keys, their inputs as served, and the version's scores."""
+        keys, values, given = _columns(instances)
+        served = loaded.features(
+            self._online, len(instances), keys=keys, values=values, given=given
+        )
+        return keys, served, loaded.score(served.table)
 
     @staticmethod
     def _route(
@@ -383,11 +389,7 @@ class Engine:
         if loaded is None:  # no longer the shadow
             return
         started = time.perf_counter()
-        keys, values, given = _columns(copy.instances)
-        served = loaded.features(
-            self._online, len(copy.instances), keys=keys, values=values, given=given
-        )
-        scores = loaded.score(served.table)
+        keys, served, scores = self._score(loaded, copy.instances)
         records = PredictionRecords(
             request_id=copy.request_id,
             at=copy.at,

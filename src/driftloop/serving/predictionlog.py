@@ -66,7 +66,7 @@ import pyarrow.parquet as pq
 from driftloop.core import clock
 from driftloop.errors import InputError, StateError
 from driftloop.serving.compaction import compact_partition, fsync_path, live_files
-from driftloop.serving.records import Deferred
+from driftloop.serving.records import Deferred, probability_lists
 
 __all__ = [
     "Durability",
@@ -551,11 +551,11 @@ def _combine(entries: list[_Entry]) -> list[tuple[pa.Table, npt.NDArray[np.int64
         for table, members in built
     ]
     if len(pieces) > 1:
-        try:
+        # One file when the schemas unify; when a column changed type they do not, and
+        # each schema gets its own file (readers unify them by name).
+        with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             table = pa.concat_tables([t for t, _ in pieces], promote_options="permissive")
             pieces = [(table, np.concatenate([o for _, o in pieces]))]
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            pass  # a column changed type: one file per schema, readers unify by name
     return [(table.combine_chunks(), owners) for table, owners in pieces]
 
 
@@ -858,9 +858,7 @@ def _probabilities(value: Any, n: int) -> pa.Array:
     if value is None:
         return pa.nulls(n, pa.list_(pa.float64()))
     if isinstance(value, np.ndarray) and value.ndim == 2:
-        flat = pa.array(np.ascontiguousarray(value, dtype=np.float64).ravel())
-        offsets = pa.array(np.arange(value.shape[0] + 1, dtype=np.int32) * value.shape[1])
-        value = pa.ListArray.from_arrays(offsets, flat)
+        value = probability_lists(value)
     return _array(value, pa.list_(pa.float64()), n, "probabilities")
 
 

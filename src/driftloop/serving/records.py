@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-__all__ = ["Deferred", "PredictionRecords"]
+__all__ = ["Deferred", "PredictionRecords", "aligned", "probability_lists"]
 
 _TS = pa.timestamp("us", tz="UTC")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -130,18 +130,38 @@ def _stack_flags(
     return out
 
 
+def probability_lists(matrix: npt.ArrayLike) -> pa.ListArray:
+    """One list of class probabilities per row of a (rows, classes) matrix."""
+    values = np.ascontiguousarray(matrix, dtype=np.float64)
+    offsets = pa.array(np.arange(values.shape[0] + 1, dtype=np.int32) * values.shape[1])
+    return pa.ListArray.from_arrays(offsets, pa.array(values.ravel()))
+
+
 def _probabilities(items: Sequence[PredictionRecords], total: int) -> pa.Array:
     if all(r.probabilities is None for r in items):
         return pa.nulls(total, _PROBABILITIES)
-    pieces = []
-    for r in items:
-        if r.probabilities is None:
-            pieces.append(pa.nulls(r.num_rows, _PROBABILITIES))
-            continue
-        matrix = np.ascontiguousarray(r.probabilities, dtype=np.float64)
-        offsets = pa.array(np.arange(matrix.shape[0] + 1, dtype=np.int32) * matrix.shape[1])
-        pieces.append(pa.ListArray.from_arrays(offsets, pa.array(matrix.ravel())))
-    return pa.concat_arrays(pieces)
+    return pa.concat_arrays(
+        [
+            pa.nulls(r.num_rows, _PROBABILITIES)
+            if r.probabilities is None
+            else probability_lists(r.probabilities)
+            for r in items
+        ]
+    )
+
+
+def aligned(table: pa.Table | None, schema: pa.Schema, rows: int) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns: cast where the type differs, null
+    where it has no such column (a missing table: ``rows`` rows of nulls)."""
+    columns = []
+    for field in schema:
+        index = -1 if table is None else table.schema.get_field_index(field.name)
+        if table is None or index < 0:
+            columns.append(pa.nulls(rows, field.type))
+        else:
+            column = table.column(index)
+            columns.append(column if column.type == field.type else column.cast(field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _stack(tables: list[pa.Table | None], counts: npt.NDArray[np.int64]) -> pa.Table | None:
@@ -154,15 +174,6 @@ def _stack(tables: list[pa.Table | None], counts: npt.NDArray[np.int64]) -> pa.T
     if len(present) == len(tables) and all(t.schema.equals(first) for t in present):
         return pa.concat_tables(present)  # the usual case: one version, one schema
     schema = pa.unify_schemas([t.schema for t in present], promote_options="permissive")
-    aligned = []
-    for table, n in zip(tables, counts.tolist(), strict=True):
-        columns = []
-        for field in schema:
-            index = -1 if table is None else table.schema.get_field_index(field.name)
-            if index < 0:
-                columns.append(pa.nulls(n, field.type))
-            else:
-                column = table.column(index)  # type: ignore[union-attr]
-                columns.append(column if column.type == field.type else column.cast(field.type))
-        aligned.append(pa.Table.from_arrays(columns, schema=schema))
-    return pa.concat_tables(aligned)
+    return pa.concat_tables(
+        [aligned(t, schema, n) for t, n in zip(tables, counts.tolist(), strict=True)]
+    )
