@@ -8,7 +8,8 @@ materialized.
 ``launch_server(project_dir, *args)`` runs ``driftloop serve`` in a subprocess (its
 own process group) on a free loopback port and waits until ``/readyz`` answers 200.
 ``start_server`` starts servers for one test, ``module_servers`` servers shared by a
-module, each on its own copy of the template; both kill what they started, by PID.
+module, each on its own copy of the template (or of another project folder); both kill
+what they started, by PID.
 """
 
 from __future__ import annotations
@@ -125,12 +126,15 @@ def start_server() -> Iterator[Callable[..., RunningServer]]:
 def module_servers(
     served_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., RunningServer]]:
-    """Start servers shared by a module, each on its own copy of the served project;
-    they are killed after the module."""
+    """Start servers shared by a module, each on its own copy of the served project (or
+    of another ``template``); they are killed after the module."""
     started: list[RunningServer] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> RunningServer:
-        folder = Path(shutil.copytree(served_template, tmp_path_factory.mktemp("served") / "shop"))
+    def start(
+        *args: str, env: dict[str, str] | None = None, template: Path | None = None
+    ) -> RunningServer:
+        source = served_template if template is None else template
+        folder = Path(shutil.copytree(source, tmp_path_factory.mktemp("served") / "shop"))
         started.append(launch_server(folder, *args, env=env))
         return started[-1]
 

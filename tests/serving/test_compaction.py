@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import threading
 from collections import Counter
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from driftloop.serving.compaction import compact_log, compact_partition, live_files
@@ -111,6 +113,38 @@ def test_files_with_different_columns_merge_by_name(tmp_path: Path) -> None:
     assert by_id["old-0"]["feature.region"] is None
     assert by_id["new-1"]["feature.region"] == "us"
     assert by_id["new-1"]["feature.age"] == 5.0
+
+
+def test_files_with_and_without_an_error_column_merge_by_name(tmp_path: Path) -> None:
+    """A version's failures (records with ``error``) merge with ordinary files, whose
+    records read a null error."""
+    failed = prediction_table(
+        request_id="failed",
+        at=T0,
+        version=2,
+        role="canary",
+        prediction=[np.nan],
+        latency_ms=0.5,
+        error="ValueError: cannot score",
+    )
+    with RecordLog(tmp_path, flush_interval_s=60.0, compact_every_s=None) as log:
+        log.submit("churn", records("old"))
+        log.flush()
+        log.submit("churn", failed)
+        log.flush()
+        log.submit("churn", records("new"))
+        log.flush()
+    assert compact_partition(partition(tmp_path), min_files=2) == 3
+    assert len(live_files(partition(tmp_path))) == 1
+    table = read_log(tmp_path, "churn")
+    errors = dict(zip(*table.select(["request_id", "error"]).to_pydict().values(), strict=True))
+    assert errors == {
+        **{f"{p}-{i}": None for p in ("old", "new") for i in range(3)},
+        "failed": "ValueError: cannot score",
+    }
+    (row,) = table.filter(pc.equal(table.column("request_id"), "failed")).to_pylist()
+    assert math.isnan(row["prediction"])
+    assert row["version"] == 2
 
 
 def test_two_compactors_never_merge_the_same_files_twice(tmp_path: Path) -> None:

@@ -408,6 +408,35 @@ def test_prediction_table_has_the_documented_schema() -> None:
     assert table.column("instance").to_pylist() == [0, 1]
 
 
+def test_prediction_table_gives_the_error_column_only_when_asked() -> None:
+    """``error`` (one value, or one per row) follows probabilities; null where a row
+    has none."""
+    table = prediction_table(
+        request_id="r1",
+        at=T0,
+        version=2,
+        role="champion",
+        prediction=[np.nan, 0.4],
+        latency_ms=1.0,
+        keys={"customer_id": [1, 2]},
+        error=["ZeroDivisionError: division by zero", None],
+    )
+    assert table.column_names[7:] == ["probabilities", "error", "key.customer_id"]
+    assert table.schema.field("error").type == pa.string()
+    assert table.column("error").to_pylist() == ["ZeroDivisionError: division by zero", None]
+    one = prediction_table(
+        request_id="r2",
+        at=T0,
+        version=2,
+        role="shadow",
+        prediction=[np.nan] * 3,
+        latency_ms=1.0,
+        error="KeyError: 'x'",
+    )
+    assert one.column("error").to_pylist() == ["KeyError: 'x'"] * 3
+    assert "error" not in records(1).column_names
+
+
 def test_prediction_table_names_the_bad_argument() -> None:
     """A column of the wrong length or type is an InputError naming it."""
     with pytest.raises(InputError, match=r"feature\.age has 1 values for 2 rows"):

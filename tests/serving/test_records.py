@@ -74,6 +74,44 @@ def test_requests_with_other_inputs_or_no_keys_are_unified_by_name() -> None:
     assert [r["missing.amount"] for r in rows] == [True, False, None]
 
 
+def test_records_of_a_failure_add_an_error_column_null_for_the_others() -> None:
+    """A group with a version's failure gets ``error`` (null for the records scored); it
+    is the column prediction_table gives for the same error."""
+    failed = PredictionRecords(
+        request_id="f",
+        at=T0,
+        version=3,
+        role="canary",
+        latency_ms=2.0,
+        prediction=np.full(2, np.nan),
+        keys=pa.table({"customer_id": ["c9-0", "c9-1"]}),
+        error="ValueError: cannot score",
+    )
+    table = PredictionRecords.build_many([one(0), failed])
+    assert table.column("error").to_pylist() == [None, None, *["ValueError: cannot score"] * 2]
+    assert table.column("error").type == pa.string()
+    assert [r["feature.amount"] for r in table.to_pylist()] == [0.0, 1.0, None, None]
+    alone = prediction_table(
+        request_id="f",
+        at=T0,
+        version=3,
+        role="canary",
+        prediction=[np.nan, np.nan],
+        latency_ms=2.0,
+        keys=pa.table({"customer_id": ["c9-0", "c9-1"]}),
+        error="ValueError: cannot score",
+    )
+    built = PredictionRecords.build_many([failed])
+    assert built.schema == alone.schema
+    assert built.drop_columns("prediction").equals(alone.drop_columns("prediction"))
+    assert np.isnan(built.column("prediction").to_numpy()).all()
+
+
+def test_records_without_a_failure_have_no_error_column() -> None:
+    """Ordinary groups keep today's columns."""
+    assert "error" not in PredictionRecords.build_many([one(0), one(1)]).column_names
+
+
 def test_deferred_records_go_through_the_log_like_tables(tmp_path: Path) -> None:
     with RecordLog(tmp_path, durability="strict") as log:
         futures = [log.submit("churn", one(i)) for i in range(20)]

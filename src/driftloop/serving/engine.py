@@ -18,6 +18,13 @@ instance (sticky hash of its routing value), look its features up and score it w
 the routed version, submit the prediction records to the log, queue a copy for the
 shadow version. Shadow copies are scored by a separate thread from a bounded queue:
 when it is full the copy is dropped and counted, so shadow never delays a response.
+
+A version that raises while scoring (anything but a bad request, a backend that is
+down or an unknown name: what answers 500) still leaves records, so monitoring can
+count errors per version: one per instance it failed on, with a NaN prediction and
+``error`` saying why. They are submitted, never waited for (a failure must not block
+in strict durability either), and the exception goes on to the client as before; a
+failing shadow version leaves them the same way, with role ``shadow``.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from driftloop.core import clock
-from driftloop.errors import BackendUnavailable, InputError, NotFoundError
+from driftloop.errors import BackendUnavailable, InputError, NotFoundError, StateError
 from driftloop.features.online import OnlineStore
 from driftloop.project import Project
 from driftloop.serving.deployments import Deployment, list_deployments, state_token
@@ -60,6 +67,11 @@ _log = logging.getLogger(__name__)
 
 RETIRED_KEEP_S = 300.0
 """How long a version stays loaded after it stops being deployed (a quick way back)."""
+ERROR_CHARS = 500
+"""The longest ``error`` text of a record (``"<ExceptionType>: <message>"``)."""
+_NOT_THE_VERSION = (InputError, BackendUnavailable, NotFoundError)
+"""Scoring errors that are not the version's failure: a bad request, a backend down, an
+unknown name (answered 4xx or 503). Anything else is one, and is logged as such."""
 
 
 @dataclass(frozen=True)
@@ -304,10 +316,28 @@ class Engine:
                     f"not loaded on this worker ({state.error or 'loading'})",
                 )
             batch = [instances[i] for i in indices] if len(groups) > 1 else instances
-            keys, served, scores = self._score(loaded, batch)
-            missing_names = _missing_names(served.missing, len(batch))
-            for j, out in enumerate(_outputs(scores, routed, missing_names)):
-                outputs[indices[j]] = out
+            keys, values, given = _columns(batch)
+            try:
+                served, scores = self._score(loaded, len(batch), keys, values, given)
+                missing_names = _missing_names(served.missing, len(batch))
+                for j, out in enumerate(_outputs(scores, routed, missing_names)):
+                    outputs[indices[j]] = out
+            except _NOT_THE_VERSION:
+                raise
+            except Exception as exc:  # the version failed: log it, answer as before (500)
+                failed = PredictionRecords(
+                    request_id=request_id,
+                    at=at,
+                    version=routed.version,
+                    role=routed.role,
+                    latency_ms=(time.perf_counter() - started) * 1000.0,
+                    prediction=np.full(len(indices), np.nan),
+                    instance=np.asarray(indices, dtype=np.int32) if len(groups) > 1 else None,
+                    keys=keys,
+                    error=_error_text(exc),
+                )
+                self._submit_failure(model, failed)
+                raise
             scored.append((loaded, routed, indices, keys, served, scores))
         latency_ms = (time.perf_counter() - started) * 1000.0
         futures = []
@@ -338,14 +368,25 @@ class Engine:
         return PredictResult(body, futures)
 
     def _score(
-        self, loaded: LoadedVersion, instances: Sequence[Instance]
-    ) -> tuple[pa.Table | None, ServedFeatures, Scores]:
-        """The instances' keys, their inputs as served, and the version's scores."""
-        keys, values, given = _columns(instances)
-        served = loaded.features(
-            self._online, len(instances), keys=keys, values=values, given=given
-        )
-        return keys, served, loaded.score(served.table)
+        self,
+        loaded: LoadedVersion,
+        rows: int,
+        keys: pa.Table | None,
+        values: Mapping[str, Sequence[Any]],
+        given: Mapping[str, npt.NDArray[np.bool_]],
+    ) -> tuple[ServedFeatures, Scores]:
+        """The instances' inputs as served, and the version's scores (their keys,
+        values and given flags as :func:`_columns` splits them)."""
+        served = loaded.features(self._online, rows, keys=keys, values=values, given=given)
+        return served, loaded.score(served.table)
+
+    def _submit_failure(self, model: str, records: PredictionRecords) -> None:
+        """Submit the records of a failure without waiting for them; a closed log (the
+        worker stopping) is only logged, so the caller raises the failure itself."""
+        try:
+            self.predictions.submit(model, records)
+        except StateError as exc:
+            _log.warning("cannot log the failure of %s: %s", model, exc)
 
     @staticmethod
     def _route(
@@ -389,7 +430,24 @@ class Engine:
         if loaded is None:  # no longer the shadow
             return
         started = time.perf_counter()
-        keys, served, scores = self._score(loaded, copy.instances)
+        keys, values, given = _columns(copy.instances)
+        try:
+            served, scores = self._score(loaded, len(copy.instances), keys, values, given)
+        except _NOT_THE_VERSION:
+            raise
+        except Exception as exc:  # the shadow version failed: log it, the worker counts it
+            failed = PredictionRecords(
+                request_id=copy.request_id,
+                at=copy.at,
+                version=copy.version,
+                role="shadow",
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                prediction=np.full(len(copy.instances), np.nan),
+                keys=keys,
+                error=_error_text(exc),
+            )
+            self._submit_failure(copy.model, failed)
+            raise
         records = PredictionRecords(
             request_id=copy.request_id,
             at=copy.at,
@@ -478,6 +536,11 @@ def _columns(
         if not mask.all():
             given[name] = mask
     return keys, values, given
+
+
+def _error_text(exc: BaseException) -> str:
+    """``"<ExceptionType>: <message>"``, at most ``ERROR_CHARS`` characters."""
+    return f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
 
 
 def _missing_names(missing: Mapping[str, npt.NDArray[np.bool_]], n: int) -> list[list[str]]:

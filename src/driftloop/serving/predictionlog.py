@@ -667,6 +667,7 @@ def prediction_table(
     keys: Mapping[str, Any] | pa.Table | None = None,
     features: Mapping[str, Any] | pa.Table | None = None,
     missing: Mapping[str, Any] | None = None,
+    error: Any = None,
 ) -> pa.Table:
     """The prediction records of one request (or several), one row per instance.
 
@@ -685,6 +686,8 @@ def prediction_table(
     prediction          float64                  the value (regression), P(class 1) (binary),
                                                  P(predicted class) (multiclass)
     probabilities       list<float64>, nullable  multiclass: per class, in the version's order
+    error               string, nullable         why the version failed to score; prediction
+                                                 is NaN (a column only when ``error`` is given)
     key.<name>          as given                 entity keys of the instance
     feature.<name>      as given                 model inputs as served (after online lookup,
                                                  request overrides and defaults)
@@ -720,6 +723,8 @@ def prediction_table(
         "prediction": predictions,
         "probabilities": _probabilities(probabilities, n),
     }
+    if error is not None:
+        columns["error"] = _array(error, pa.string(), n, "error")
     columns.update(_prefixed("key.", keys, None, n))
     columns.update(_prefixed("feature.", features, None, n))
     columns.update(_prefixed("missing.", missing, pa.bool_(), n))

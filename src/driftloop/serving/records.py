@@ -45,7 +45,11 @@ class Deferred(Protocol):
 @dataclass(frozen=True, eq=False)
 class PredictionRecords:
     """The prediction records of one request, one per instance (see
-    :func:`~driftloop.serving.predictionlog.prediction_table` for the columns)."""
+    :func:`~driftloop.serving.predictionlog.prediction_table` for the columns).
+
+    ``error`` says why the version failed to score these instances (their predictions
+    are NaN); the table has an ``error`` column only when a record of it has one, so
+    the files of a log that never failed keep their columns."""
 
     request_id: str
     at: datetime
@@ -58,6 +62,7 @@ class PredictionRecords:
     keys: pa.Table | None = None
     features: pa.Table | None = None
     missing: Mapping[str, npt.NDArray[np.bool_]] | None = None
+    error: str | None = None
 
     prefixes: ClassVar[tuple[str, str, str]] = ("key.", "feature.", "missing.")
 
@@ -93,6 +98,9 @@ class PredictionRecords:
             ),
             "probabilities": _probabilities(items, total),
         }
+        errors = [r.error for r in items]
+        if any(e is not None for e in errors):
+            columns["error"] = pa.array(repeated(errors, object), pa.string())
         key_prefix, feature_prefix, missing_prefix = cls.prefixes
         for prefix, tables in (
             (key_prefix, [r.keys for r in items]),
