@@ -16,6 +16,7 @@ MODULES = [
     "driftloop.features.aggregates",
     "driftloop.features.online",
     "driftloop.features.online_sqlite",
+    "driftloop.monitoring.alerts",
     "driftloop.serving.predictionlog",
     "driftloop.serving.routing",
     "driftloop.training.encoding",

@@ -11,9 +11,10 @@ artifact store or an air-gapped machine. Every string taken from the report is
 escaped; a number shows with four significant digits and a missing one (``None``,
 NaN) as "—". The page is also well-formed XML, so tools and tests can parse it.
 
-The model card reuses the pieces: :func:`html_page` (the document and its
-stylesheet), :func:`report_fragment` (everything below the header),
-:func:`format_number`, and :func:`svg_line_chart` with its :class:`Series`.
+The model card and the monitoring report reuse the pieces: :func:`html_page` (the
+document and its stylesheet), :func:`report_fragment` (everything below the header),
+:func:`format_number`, :func:`html_table`, :func:`number_cell`, :func:`shorten`,
+:func:`finite`, and :func:`svg_line_chart` with its :class:`Series`.
 """
 
 from __future__ import annotations
@@ -29,10 +30,14 @@ __all__ = [
     "DASH",
     "Series",
     "assessment",
+    "finite",
     "format_number",
     "html_page",
+    "html_table",
+    "number_cell",
     "report_fragment",
     "report_html",
+    "shorten",
     "slice_metric_names",
     "svg_line_chart",
 ]
@@ -78,7 +83,8 @@ def _e(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite real number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, Real):
         return None
     number = float(value)
@@ -120,17 +126,19 @@ def html_page(title: str, body: str) -> str:
     )
 
 
-def _shorten(text: str, limit: int = 48) -> str:
+def shorten(text: str, limit: int = 48) -> str:
+    """``text`` cut to ``limit`` characters, the last one an ellipsis when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _table(header: Sequence[str], rows: Sequence[str]) -> str:
+def html_table(header: Sequence[str], rows: Sequence[str]) -> str:
     """A table; ``header`` and ``rows`` are HTML already."""
     head = "".join(f"<th>{h}</th>" for h in header)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _num(value: Any, *, signed: bool = False) -> str:
+def number_cell(value: Any, *, signed: bool = False) -> str:
+    """A right-aligned ``<td>`` holding :func:`format_number` of ``value``."""
     return f'<td class="num">{_e(format_number(value, signed=signed))}</td>'
 
 
@@ -157,7 +165,7 @@ def _points(series: Series, scale: float) -> list[tuple[float, float]]:
     to the previous one (a ROC curve of 10,000 thresholds needs a few hundred)."""
     raw = [
         (min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0))
-        for x, y in ((_finite(a), _finite(b)) for a, b in zip(series.xs, series.ys, strict=False))
+        for x, y in ((finite(a), finite(b)) for a, b in zip(series.xs, series.ys, strict=False))
         if x is not None and y is not None
     ]
     kept: list[tuple[float, float]] = []
@@ -207,9 +215,9 @@ def svg_line_chart(
             f'<text x="{px(t):.1f}" y="{py(0) + 14:.1f}" text-anchor="middle">{t:g}</text>'
             f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end">{t:g}</text>'
         )
-    heaviest = max((_finite(w) or 0.0 for _, _, w in bars), default=0.0)
+    heaviest = max((finite(w) or 0.0 for _, _, w in bars), default=0.0)
     for low, high, weight in bars:
-        lo, hi, w = _finite(low), _finite(high), _finite(weight)
+        lo, hi, w = finite(low), finite(high), finite(weight)
         if lo is not None and hi is not None and w and heaviest > 0:
             bar, wide = w / heaviest * plot / 3, max(px(hi) - px(lo) - 2, 1)
             parts.append(
@@ -243,7 +251,7 @@ def svg_line_chart(
         y = top + plot + 54 + 16 * i
         parts.append(
             f'<g><title>{_e(s.label)}</title><rect x="{left}" y="{y - 8}" width="14" height="4" '
-            f'fill="{_e(s.colour)}" /><text x="{left + 20}" y="{y}">{_e(_shorten(s.label))}</text>'
+            f'fill="{_e(s.colour)}" /><text x="{left + 20}" y="{y}">{_e(shorten(s.label))}</text>'
             "</g>"
         )
     return "".join(parts) + "</svg>"
@@ -252,8 +260,8 @@ def svg_line_chart(
 def _interval_glyph(difference: Mapping[str, Any], colour: str) -> str:
     """One row of the forest plot: the interval as a bar, the observed difference as a
     dot, zero as a dashed line in the middle; each row has its own scale."""
-    low, high = _finite(difference.get("low")), _finite(difference.get("high"))
-    observed = _finite(difference.get("observed"))
+    low, high = finite(difference.get("low")), finite(difference.get("high"))
+    observed = finite(difference.get("observed"))
     if low is None or high is None or observed is None:
         return ""
     span = 1.2 * max(abs(low), abs(high), abs(observed)) or 1.0
@@ -286,7 +294,7 @@ def assessment(metric: Mapping[str, Any]) -> str:
     difference = metric.get("difference")
     if not difference:
         return ""
-    low, high = _finite(difference.get("low")), _finite(difference.get("high"))
+    low, high = finite(difference.get("low")), finite(difference.get("high"))
     if low is None or high is None or low <= 0 <= high:
         return "inconclusive"
     return "better" if (low > 0) == bool(metric.get("greater_is_better", True)) else "worse"
@@ -312,13 +320,13 @@ def _verdict(verdict: Mapping[str, Any] | None, h: int) -> str:
     passed = verdict.get("passed", all(o is not False for o in outcomes))
     return (
         f'<h{h}>Verdict</h{h}><div class="verdict">{_badge(bool(passed))}<span>{said}</span>'
-        f"</div>{_table(['Gate', 'Result', 'Reason'], rows) if rows else ''}"
+        f"</div>{html_table(['Gate', 'Result', 'Reason'], rows) if rows else ''}"
     )
 
 
 def _metrics(report: Mapping[str, Any], h: int) -> str:
     has_champion = report.get("champion") is not None
-    confidence = _finite(report.get("confidence"))
+    confidence = finite(report.get("confidence"))
     level = f" ({confidence * 100:g}%)" if confidence is not None else ""
     header = ["Metric", f"Challenger<br />{_e(_label(report.get('challenger'), ''))}"]
     if has_champion:
@@ -335,18 +343,18 @@ def _metrics(report: Mapping[str, Any], h: int) -> str:
         up = m.get("greater_is_better", True)
         hint = f'<span class="note" title="{"higher" if up else "lower"} is better">'
         cells = f"<td>{_e(m.get('name', ''))} {hint}{'↑' if up else '↓'}</span></td>"
-        cells += _num(m.get("challenger"))
+        cells += number_cell(m.get("challenger"))
         if has_champion:
             diff, verdict = m.get("difference") or {}, assessment(m)
             colour = {"better": _GOOD, "worse": _BAD}.get(verdict, _GREY)
             low, high = (format_number(diff.get(k), signed=True) for k in ("low", "high"))
-            cells += _num(m.get("champion")) + _num(diff.get("observed"), signed=True)
+            cells += number_cell(m.get("champion")) + number_cell(diff.get("observed"), signed=True)
             cells += f'<td class="num">{_e(f"[{low}, {high}]") if diff else DASH}</td>'
             cells += f"<td>{_interval_glyph(diff, colour)}</td>"
             cells += f'<td class="{verdict}">{verdict or DASH}</td>'
         rows.append(f"<tr>{cells}</tr>")
     note = "" if has_champion else '<p class="note">No champion yet: the challenger is alone.</p>'
-    body = _table(header, rows) if rows else '<p class="note">No metrics were computed.</p>'
+    body = html_table(header, rows) if rows else '<p class="note">No metrics were computed.</p>'
     return f"<h{h}>Metrics</h{h}>{note}{body}"
 
 
@@ -374,23 +382,24 @@ def _slices(report: Mapping[str, Any], h: int) -> str:
     rows = []
     for s in slices:
         cells = f"<td>{_e(s.get('column', ''))}</td><td>{_e(s.get('label', ''))}</td>"
-        cells += _num(s.get("count"))
+        cells += number_cell(s.get("count"))
         if s.get("too_small"):
             span = len(header) - 3
             rows.append(f'<tr class="too-small">{cells}<td colspan="{span}">too small</td></tr>')
             continue
         values = [s.get("challenger") or {}, s.get("champion") or {}][: len(sides)]
-        cells += "".join(_num(v.get(main)) for v in values)
+        cells += "".join(number_cell(v.get(main)) for v in values)
         if has_champion:
-            b, a = (_finite(v.get(main)) for v in values)
-            cells += _num(None if a is None or b is None else b - a, signed=True)
+            b, a = (finite(v.get(main)) for v in values)
+            cells += number_cell(None if a is None or b is None else b - a, signed=True)
         detail = [
-            f"<tr><td>{_e(n)}</td>{''.join(_num(v.get(n)) for v in values)}</tr>" for n in names
+            f"<tr><td>{_e(n)}</td>{''.join(number_cell(v.get(n)) for v in values)}</tr>"
+            for n in names
         ]
-        table = _table(["Metric", *sides], detail)
+        table = html_table(["Metric", *sides], detail)
         cells += f"<td><details><summary>{len(names)} metrics</summary>{table}</details></td>"
         rows.append(f"<tr>{cells}</tr>")
-    return f"<h{h}>Slices</h{h}>{_table(header, rows)}"
+    return f"<h{h}>Slices</h{h}>{html_table(header, rows)}"
 
 
 def _charts(report: Mapping[str, Any], h: int) -> str:
@@ -451,7 +460,7 @@ def report_html(report: Mapping[str, Any]) -> str:
     challenger = _label(report.get("challenger"), "challenger")
     champion = report.get("champion")
     against = f"vs {_e(_label(champion, 'champion'))}" if champion else "(no champion yet)"
-    confidence = _finite(report.get("confidence"))
+    confidence = finite(report.get("confidence"))
     facts = [
         ("task", _e(report.get("task") or DASH)),
         ("created", _e(report.get("created_at") or DASH)),

@@ -1,0 +1,978 @@
+"""Alerts: :class:`~driftloop.monitoring.definitions.AlertRule` s evaluated on each newly
+analysed monitoring window, with evidence that says what to look at.
+
+:func:`evaluate` is called once per window, in time order. For each rule and each of
+its targets in the window (a column, a version):
+
+- the alert **fires** when the condition held in ``rule.for_windows`` consecutive
+  windows of the model (same comparison, ordered by their end) ending with this one;
+  a window without the figure breaks the run;
+- while it is open (``status="firing"``) a window where the condition still holds only
+  **updates** it (no new delivery): one alert per (model, rule, target), however long
+  the condition lasts;
+- the first window where the condition no longer holds **resolves** it;
+- a window without the figure (a column gone, too few rows for drift statistics)
+  leaves it as it is.
+
+A target is stored in the alert's ``column``: the column name, or
+``"<column>@v<version>"`` for a rule with ``version="*"`` (``"@v3"`` for the
+window-wide figure of version 3) — see :func:`target_key`.
+
+Every change is recorded in ``alert_events`` (``fired``, ``updated``, ``resolved``) in
+the transaction that makes it, then — once committed — delivered by a
+:class:`Delivery`: to the ``driftloop.alerts`` logger and, if set, POSTed to a
+:class:`Webhook` with retries; the outcome of a webhook delivery is an event too
+(``delivered`` or ``delivery_failed``). A failed delivery never raises and never loses
+the alert: it is in the metadata store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Literal
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from driftloop.core import clock
+from driftloop.core.metadata import MetadataStore
+from driftloop.errors import ConfigError, DefinitionError, InputError, NotFoundError
+from driftloop.monitoring import tables
+from driftloop.monitoring.definitions import AlertRule
+from driftloop.monitoring.series import MetricValue, Window, WindowMetrics, metrics_of
+from driftloop.monitoring.statistics import DEFAULT_THRESHOLDS
+
+__all__ = [
+    "Alert",
+    "AlertChange",
+    "Delivery",
+    "Webhook",
+    "WebhookResult",
+    "alert_events",
+    "evaluate",
+    "get_alert",
+    "list_alerts",
+    "target_key",
+]
+
+logger = logging.getLogger("driftloop.alerts")
+
+FIRING = "firing"
+RESOLVED = "resolved"
+ChangeKind = Literal["fired", "resolved"]
+
+SHARE_METRICS = frozenset(
+    {
+        "drift.share",
+        "error_rate",
+        "quality.missing_rate",
+        "quality.null_rate",
+        "quality.out_of_range",
+        "quality.unseen",
+    }
+)
+"""Figures that are shares, written as percentages in alert texts."""
+
+NULL_RATE_CHANGE = 0.05
+OUT_OF_RANGE_SHARE = 0.01
+UNSEEN_SHARE = 0.01
+"""The diagnosis calls a drifted column a data quality problem past these figures."""
+
+_LABELS = {
+    "ks": "KS",
+    "wasserstein": "wasserstein",
+    "chisquare": "chi-square",
+    "psi": "PSI",
+    "jensenshannon": "Jensen-Shannon",
+}
+_SHIFT = (
+    "Looks like a distribution shift (no nulls, out-of-range values or unseen "
+    "categories beyond the reference)."
+)
+_SHOWN_CHANGES = 3
+_SHOWN_COLUMNS = 5
+
+
+# --- the alert -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One row of ``alerts``: a rule firing for a model and a target."""
+
+    id: int
+    model: str
+    rule: str
+    column: str
+    """The target: a column, or ``"<column>@v<version>"`` (see :func:`target_key`)."""
+    severity: str
+    status: str
+    """``"firing"`` while the condition persists, then ``"resolved"``."""
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    first_window: int
+    last_window: int
+    """The last window where the condition held."""
+    value: float | None
+    threshold: float
+    evidence: dict[str, Any]
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        body = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("opened_at", "updated_at", "resolved_at"):
+            body[name] = None if body[name] is None else body[name].isoformat()
+        return body
+
+
+@dataclass(frozen=True)
+class AlertChange:
+    """An alert that fired or resolved in a window (updates are not changes)."""
+
+    kind: ChangeKind
+    alert: Alert
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.kind, "alert": self.alert.to_dict()}
+
+
+def target_key(column: str, version: int | None) -> str:
+    """How a target is stored in ``alerts.column``: ``"feature.amount"``, or
+    ``"feature.amount@v3"`` / ``"@v3"`` when the rule is per version."""
+    return column if version is None else f"{column}@v{version}"
+
+
+def _alert(row: Any) -> Alert:
+    return Alert(**{f.name: getattr(row, f.name) for f in fields(Alert)})
+
+
+def list_alerts(
+    store: MetadataStore,
+    model: str | None = None,
+    *,
+    status: str | None = None,
+    limit: int | None = None,
+) -> list[Alert]:
+    """Alerts, newest first; ``status="firing"`` gives the open ones."""
+    t = tables.alerts
+    query = sa.select(t)
+    if model is not None:
+        query = query.where(t.c.model == model)
+    if status is not None:
+        query = query.where(t.c.status == status)
+    query = query.order_by(t.c.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    with store.connect() as conn:
+        return [_alert(r) for r in conn.execute(query).all()]
+
+
+def get_alert(store: MetadataStore, alert_id: int) -> Alert:
+    """The alert with this id (:class:`~driftloop.errors.NotFoundError` if none)."""
+    t = tables.alerts
+    with store.connect() as conn:
+        row = conn.execute(sa.select(t).where(t.c.id == alert_id)).one_or_none()
+    if row is None:
+        raise NotFoundError("alert", str(alert_id))
+    return _alert(row)
+
+
+def alert_events(store: MetadataStore, alert_id: int) -> list[dict[str, Any]]:
+    """What happened to an alert, oldest first: ``{"id", "alert_id", "at", "kind",
+    "channel", "detail"}`` with ``kind`` one of fired, updated, resolved, delivered,
+    delivery_failed."""
+    e = tables.alert_events
+    with store.connect() as conn:
+        rows = conn.execute(sa.select(e).where(e.c.alert_id == alert_id).order_by(e.c.id)).all()
+    return [
+        {
+            "id": r.id,
+            "alert_id": r.alert_id,
+            "at": r.at.isoformat(),
+            "kind": r.kind,
+            "channel": r.channel,
+            "detail": r.detail,
+        }
+        for r in rows
+    ]
+
+
+# --- evaluation ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    column: str
+    version: int | None
+
+    @property
+    def key(self) -> str:
+        return target_key(self.column, self.version)
+
+
+@dataclass(frozen=True)
+class _Finding:
+    """A rule's verdict on one target in the window being evaluated."""
+
+    rule: AlertRule
+    target: _Target
+    value: float
+    holds: bool
+    held: int
+    """Consecutive windows, ending with this one, where the condition held (at most
+    ``rule.for_windows``; 0 when it does not hold)."""
+    first_window: int
+
+
+def _present(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+def _targets(rule: AlertRule, window: WindowMetrics) -> list[tuple[_Target, float]]:
+    """The rule's targets that have a value in the window, with the value."""
+    found = {
+        _Target(m.column, m.version): float(m.value)
+        for m in window.metrics
+        if m.metric == rule.metric
+        and m.value is not None
+        and not math.isnan(m.value)
+        and (rule.version is None) == (m.version is None)
+        and (m.column == rule.column or (rule.column == "*" and m.column != ""))
+    }
+    return sorted(found.items(), key=lambda t: (t[0].column, t[0].version or -1))
+
+
+def _preceding(store: MetadataStore, window: Window, depth: int) -> list[WindowMetrics]:
+    """The ``depth`` windows before ``window`` (same model and comparison), latest first."""
+    if depth <= 0:
+        return []
+    t = tables.monitoring_windows
+    query = (
+        sa.select(t)
+        .where(t.c.model == window.model, t.c.against == window.against, t.c.end < window.end)
+        .order_by(t.c.end.desc(), t.c.start.desc(), t.c.id.desc())
+        .limit(depth)
+    )
+    with store.connect() as conn:
+        rows = conn.execute(query).all()
+    names = [f.name for f in fields(Window)]
+    return metrics_of(store, [Window(**{n: getattr(r, n) for n in names}) for r in rows])
+
+
+def _finding(
+    rule: AlertRule,
+    target: _Target,
+    value: float,
+    window: WindowMetrics,
+    history: Sequence[WindowMetrics],
+) -> _Finding:
+    if not rule.holds(value):
+        return _Finding(rule, target, value, False, 0, window.window.id)
+    held, first = 1, window.window.id
+    for earlier in history[: rule.for_windows - 1]:
+        before = earlier.get(rule.metric, target.column, target.version)
+        if before is None or not rule.holds(before.value):
+            break
+        held, first = held + 1, earlier.window.id
+    return _Finding(rule, target, value, True, held, first)
+
+
+def _check_rules(rules: Sequence[AlertRule]) -> None:
+    names = [r.rule_name for r in rules]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise DefinitionError(
+            f"two alert rules are named {duplicated[0]!r}; give them distinct names"
+        )
+
+
+def evaluate(
+    store: MetadataStore,
+    model: str,
+    rules: Sequence[AlertRule],
+    window: WindowMetrics,
+    *,
+    deliver: Delivery | None = None,
+) -> list[AlertChange]:
+    """Evaluate ``rules`` on a newly analysed ``window`` of ``model`` (already recorded
+    with :func:`~driftloop.monitoring.series.record_window`), open, update and resolve
+    alerts in one transaction, then deliver what fired or resolved.
+
+    ``deliver=None`` delivers to the log only (``Delivery()``). Evaluating the same
+    window again changes nothing (an alert whose last window ends at or after this
+    one is left alone). Returns the alerts that fired or resolved, in rule order.
+    """
+    if window.window.model != model:
+        raise InputError(
+            f"window {window.window.id} belongs to model {window.window.model!r}, not {model!r}",
+            field="window",
+        )
+    _check_rules(rules)
+    depth = max((r.for_windows for r in rules), default=1) - 1
+    history = _preceding(store, window.window, depth)
+    findings = [
+        _finding(rule, target, value, window, history)
+        for rule in rules
+        for target, value in _targets(rule, window)
+    ]
+    changes: list[AlertChange] = []
+    if findings:
+        with store.transaction() as conn:
+            opened = _open_alerts(conn, model, [r.rule_name for r in rules])
+            for finding in findings:
+                change = _apply(conn, finding, window, opened)
+                if change is not None:
+                    changes.append(change)
+    if changes:
+        (deliver or Delivery())(store, changes)
+    return changes
+
+
+def _open_alerts(conn: Connection, model: str, rules: list[str]) -> dict[tuple[str, str], Any]:
+    """Open alerts of ``model`` by (rule, target), each with the end of its last window.
+
+    On PostgreSQL one evaluation per model at a time takes this (a transaction-scoped
+    advisory lock), so two evaluators cannot both open the same alert; SQLite's
+    ``BEGIN IMMEDIATE`` serialises writers already.
+    """
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.blake2b(f"driftloop.alerts:{model}".encode(), digest_size=8).digest()
+        key = int.from_bytes(digest, "big", signed=True)
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    a, w = tables.alerts, tables.monitoring_windows
+    rows = conn.execute(
+        sa.select(a, w.c.end.label("last_end"))
+        .outerjoin(w, w.c.id == a.c.last_window)
+        .where(a.c.model == model, a.c.status == FIRING, a.c.rule.in_(rules))
+    ).all()
+    return {(r.rule, r.column): r for r in rows}
+
+
+def _event(
+    conn: Connection,
+    alert_id: int,
+    kind: str,
+    detail: dict[str, Any] | None,
+    *,
+    channel: str | None = None,
+) -> None:
+    conn.execute(
+        sa.insert(tables.alert_events).values(
+            alert_id=alert_id, at=clock.now(), kind=kind, channel=channel, detail=detail
+        )
+    )
+
+
+def _apply(
+    conn: Connection, finding: _Finding, window: WindowMetrics, opened: dict[tuple[str, str], Any]
+) -> AlertChange | None:
+    rule, target, w = finding.rule, finding.target, window.window
+    a = tables.alerts
+    now = clock.now()
+    current = opened.get((rule.rule_name, target.key))
+    detail = {"window": w.id, "value": finding.value}
+    if current is None:
+        if not finding.holds or finding.held < rule.for_windows:
+            return None
+        evidence, text = _evidence(rule, target, window, finding.value, finding.held)
+        alert_id = conn.execute(
+            sa.insert(a)
+            .values(
+                model=w.model,
+                rule=rule.rule_name,
+                column=target.key,
+                severity=rule.severity,
+                status=FIRING,
+                opened_at=now,
+                updated_at=now,
+                resolved_at=None,
+                first_window=finding.first_window,
+                last_window=w.id,
+                value=finding.value,
+                threshold=float(rule.threshold),
+                evidence=evidence,
+                text=text,
+            )
+            .returning(a.c.id)
+        ).scalar_one()
+        _event(conn, alert_id, "fired", detail)
+        return AlertChange("fired", _reload(conn, alert_id))
+    if current.last_end is not None and current.last_end >= w.end:
+        return None  # this window (or a later one) was evaluated already
+    if finding.holds:
+        held = int(current.evidence.get("windows_held", 1)) + 1
+        evidence, text = _evidence(rule, target, window, finding.value, held)
+        conn.execute(
+            sa.update(a)
+            .where(a.c.id == current.id)
+            .values(
+                last_window=w.id, value=finding.value, updated_at=now, evidence=evidence, text=text
+            )
+        )
+        _event(conn, current.id, "updated", detail)
+        return None
+    resolution = _resolution(rule, target, window, finding.value)
+    conn.execute(
+        sa.update(a)
+        .where(a.c.id == current.id)
+        .values(
+            status=RESOLVED,
+            resolved_at=now,
+            updated_at=now,
+            evidence={**current.evidence, "resolution": resolution},
+            text=f"{current.text} {resolution['text']}",
+        )
+    )
+    _event(conn, current.id, "resolved", detail)
+    return AlertChange("resolved", _reload(conn, current.id))
+
+
+def _reload(conn: Connection, alert_id: int) -> Alert:
+    return _alert(
+        conn.execute(sa.select(tables.alerts).where(tables.alerts.c.id == alert_id)).one()
+    )
+
+
+# --- evidence ------------------------------------------------------------------------
+
+
+def _clean(value: Any) -> Any:
+    """A JSON-safe copy: NaN and infinities become None (JSONB and strict JSON refuse them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _number(d: Mapping[str, Any], key: str) -> float | None:
+    x = d.get(key)
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
+
+
+def _g(x: float | None, digits: int = 3) -> str:
+    """A number in ``digits`` significant figures: 0.31, 35.2, 1.2e-9."""
+    if x is None:
+        return "n/a"
+    mantissa, _, exponent = f"{x:.{digits}g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def _pct(x: Any) -> str:
+    if not isinstance(x, int | float) or isinstance(x, bool):
+        return "n/a"
+    p = 100 * float(x)
+    return f"{p:.0f}%" if p == 0 or abs(p) >= 1 else f"{p:.1f}%"
+
+
+def _figure(metric: str, x: float) -> str:
+    return _pct(x) if metric in SHARE_METRICS else _g(x)
+
+
+def _span(w: Window) -> str:
+    def when(dt: datetime) -> str:
+        return dt.strftime("%Y-%m-%dT%H:%M:%SZ" if dt.second else "%Y-%m-%dT%H:%MZ")
+
+    return f"{when(w.start)}\u2013{when(w.end)}"
+
+
+def _get(
+    window: WindowMetrics, metric: str, column: str, version: int | None
+) -> MetricValue | None:
+    """The figure for this version, else the figure for all versions."""
+    found = window.get(metric, column, version)
+    return window.get(metric, column, None) if found is None and version is not None else found
+
+
+def _details(figure: MetricValue | None) -> dict[str, Any]:
+    return dict(figure.details or {}) if figure is not None else {}
+
+
+_DRIFT_KEYS = (
+    "statistic",
+    "kind",
+    "value",
+    "threshold",
+    "p_value",
+    "adjusted_p_value",
+    "effect_size",
+    "drifted",
+    "test",
+    "changes",
+    "histogram",
+)
+
+
+def _drift_summary(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _clean(d.get(k)) for k in _DRIFT_KEYS}
+
+
+def _p_text(d: Mapping[str, Any], threshold: float | None) -> str:
+    p, q = _number(d, "p_value"), _number(d, "adjusted_p_value")
+    text = f"p {_g(p, 2)}" + (f" adjusted {_g(q, 2)}" if q is not None else "")
+    decisive = q if q is not None else p
+    if threshold is not None and decisive is not None:
+        text += f" {'<' if decisive < threshold else '>='} {_g(threshold)}"
+    return text
+
+
+def _describe(d: Mapping[str, Any]) -> str:
+    """``wasserstein 0.31 > 0.1; KS p 1.2e-9 adjusted 3.1e-8, D 0.18`` from the details
+    of a ``drift.value`` figure."""
+    name = str(d.get("statistic") or "statistic")
+    label = _LABELS.get(name, name)
+    value, threshold, effect = (_number(d, k) for k in ("value", "threshold", "effect_size"))
+    if d.get("p_value") is not None:  # a test: drift is its p-value below the threshold
+        text = (
+            f"{label} {'D' if name == 'ks' else 'statistic'} {_g(value)}, {_p_text(d, threshold)}"
+        )
+        if effect is not None and name != "ks":
+            effect_name = "Cramér's V" if name == "chisquare" else "effect size"
+            text += f", {effect_name} {_g(effect, 2)}"
+    else:
+        above = value is not None and threshold is not None and value > threshold
+        text = f"{label} {_g(value)} {'>' if above else '<='} {_g(threshold)}"
+    test = d.get("test")
+    if isinstance(test, Mapping):
+        test_label = _LABELS.get(str(test.get("statistic")), str(test.get("statistic")))
+        text += f"; {test_label} {_p_text(test, None)}, D {_g(_number(test, 'value'), 2)}"
+    return text
+
+
+def _changes_text(d: Mapping[str, Any]) -> str:
+    changes = [c for c in d.get("changes") or [] if isinstance(c, Mapping)][:_SHOWN_CHANGES]
+    if not changes:
+        return ""
+    shown = "; ".join(
+        f"{c.get('bin')} {_pct(c.get('reference'))} -> {_pct(c.get('current'))}" for c in changes
+    )
+    return f"Most changed {'categories' if d.get('kind') == 'categorical' else 'bins'}: {shown}."
+
+
+def _excess(d: Mapping[str, Any]) -> float:
+    """How far past its threshold a column's drift is: value / threshold for a distance,
+    log p / log threshold for a test (both above 1 when it drifted)."""
+
+    def test_score(t: Mapping[str, Any], threshold: float | None) -> float:
+        q = _number(t, "adjusted_p_value")
+        p = q if q is not None else _number(t, "p_value")
+        if p is None or threshold is None or not 0 < threshold < 1:
+            return 0.0
+        return math.log(max(p, 1e-300)) / math.log(threshold)
+
+    value, threshold = _number(d, "value"), _number(d, "threshold")
+    if d.get("p_value") is not None:
+        score = test_score(d, threshold)
+    else:
+        score = value / threshold if value is not None and threshold else 0.0
+    test = d.get("test")
+    if isinstance(test, Mapping):
+        score = max(score, test_score(test, DEFAULT_THRESHOLDS["ks"]))
+    return score
+
+
+def _null_rate(value: float, d: Mapping[str, Any]) -> tuple[bool, str]:
+    reference = _number(d, "reference")
+    changed = reference is not None and abs(value - reference) > NULL_RATE_CHANGE
+    return changed, f"null rate {_pct(reference)} -> {_pct(value)}"
+
+
+def _out_of_range(value: float, d: Mapping[str, Any]) -> tuple[bool, str]:
+    text = f"{_pct(value)} of values outside the reference's range"
+    if "min" in d and "max" in d:
+        text += f" [{_g(_number(d, 'min'))}, {_g(_number(d, 'max'))}]"
+    if "below" in d or "above" in d:
+        text += f" ({d.get('below', 0)} below, {d.get('above', 0)} above)"
+    return value > OUT_OF_RANGE_SHARE, text
+
+
+def _unseen(value: float, d: Mapping[str, Any]) -> tuple[bool, str]:
+    categories = [c for c in d.get("categories") or [] if isinstance(c, Mapping)][:3]
+    text = f"{_pct(value)} of values in categories the reference never had"
+    if categories:
+        text += ": " + ", ".join(f"{c.get('value')} ({c.get('count')})" for c in categories)
+    return value > UNSEEN_SHARE, text
+
+
+def _type_errors(value: float, d: Mapping[str, Any]) -> tuple[bool, str]:
+    values = "value" if value == 1 else "values"
+    return value > 0, f"{value:.0f} {values} not readable as the reference's type"
+
+
+_QUALITY = {
+    "quality.null_rate": _null_rate,
+    "quality.out_of_range": _out_of_range,
+    "quality.unseen": _unseen,
+    "quality.type_errors": _type_errors,
+}
+"""Each quality figure: whether it makes a drifted column a data quality problem, and
+what to say about it."""
+
+
+def _diagnose(window: WindowMetrics, column: str, version: int | None) -> dict[str, Any]:
+    """``"data quality"`` (naming which figures) or ``"distribution shift"``, from the
+    column's quality figures in the same window."""
+    findings: list[dict[str, Any]] = []
+    checked: list[str] = []
+    for metric, judge in _QUALITY.items():
+        figure = _get(window, metric, column, version)
+        if figure is None or not _present(figure.value):
+            continue
+        checked.append(metric)
+        problem, text = judge(float(figure.value or 0), _details(figure))
+        if problem:
+            findings.append(
+                {"metric": metric, "value": figure.value, "details": figure.details, "text": text}
+            )
+    if findings:
+        text = "Looks like a data quality problem: " + "; ".join(f["text"] for f in findings) + "."
+    elif checked:
+        text = _SHIFT
+    else:
+        text = "Looks like a distribution shift (no data quality figures for this column)."
+    kind = "data quality" if findings else "distribution shift"
+    return {"kind": kind, "findings": findings, "checked": checked, "text": text}
+
+
+def _drifted_columns(window: WindowMetrics) -> list[dict[str, Any]]:
+    """The window's drifted columns, the furthest past its threshold first."""
+    names = [
+        m.column
+        for m in window.metrics
+        if m.metric == "drift.detected" and m.version is None and (m.value or 0) >= 0.5
+    ]
+    if not names:
+        names = [str(c) for c in _details(window.get("drift.share")).get("drifted") or []]
+    found = []
+    for column in dict.fromkeys(names):
+        d = _details(window.get("drift.value", column))
+        found.append(
+            {
+                "column": column,
+                "excess": _excess(d),
+                "drift": _drift_summary(d),
+                "diagnosis": _diagnose(window, column, None),
+                "text": _describe(d) if d else "no statistic recorded",
+            }
+        )
+    return sorted(found, key=lambda c: (-c["excess"], c["column"]))
+
+
+def _subject(rule: AlertRule, target: _Target) -> str:
+    subject = rule.metric + (f" of {target.column}" if target.column else "")
+    return subject + (f" for version {target.version}" if target.version is not None else "")
+
+
+def _column_drift(
+    rule: AlertRule, target: _Target, window: WindowMetrics, value: float, head: str
+) -> tuple[dict[str, Any], str]:
+    details = _details(_get(window, "drift.value", target.column, target.version))
+    diagnosis = _diagnose(window, target.column, target.version)
+    who = (target.column or "the window") + (
+        f" (version {target.version})" if target.version is not None else ""
+    )
+    span = _span(window.window)
+    if rule.metric == "drift.detected":
+        what = f"{who} drifted in window {span}"
+    else:
+        what = f"{who}'s drift is {_g(value)} ({rule.op} {_g(rule.threshold)}) in window {span}"
+    stats = _describe(details) if details else "no statistic details recorded"
+    parts = [f"{head}{what} ({stats}).", _changes_text(details), diagnosis["text"]]
+    text = " ".join(p for p in parts if p)
+    return {"drift": _drift_summary(details), "diagnosis": diagnosis}, text
+
+
+def _share_drift(
+    rule: AlertRule, window: WindowMetrics, value: float, head: str
+) -> tuple[dict[str, Any], str]:
+    columns = _drifted_columns(window)
+    total = _details(window.get("drift.share")).get("columns")
+    quality = [c for c in columns if c["diagnosis"]["kind"] == "data quality"]
+    count = f", {len(columns)} of {total}" if isinstance(total, int) else ""
+    listed = ", ".join(f"{c['column']} ({c['text']})" for c in columns[:_SHOWN_COLUMNS])
+    if len(columns) > _SHOWN_COLUMNS:
+        listed += f" and {len(columns) - _SHOWN_COLUMNS} more"
+    text = (
+        f"{head}{_pct(value)} of the columns drifted in window {_span(window.window)} "
+        f"({rule.op} {_pct(rule.threshold)}{count})" + (f": {listed}." if listed else ".")
+    )
+    if columns and _changes_text(columns[0]["drift"]):
+        text += f" In {columns[0]['column']}: {_changes_text(columns[0]['drift'])}"
+    if quality:
+        problems = "; ".join(
+            f"{c['column']} ({', '.join(f['text'] for f in c['diagnosis']['findings'])})"
+            for c in quality
+        )
+        shifted = [c["column"] for c in columns if c not in quality]
+        text += f" Looks like a data quality problem in {problems}" + (
+            f"; a distribution shift in {', '.join(shifted)}." if shifted else "."
+        )
+    elif columns:
+        text += f" {_SHIFT}"
+    diagnosis = {
+        "kind": "data quality" if quality else "distribution shift",
+        "columns": {c["column"]: c["diagnosis"]["kind"] for c in columns},
+    }
+    return {"drifted_columns": columns, "columns": total, "diagnosis": diagnosis}, text
+
+
+def _evidence(
+    rule: AlertRule, target: _Target, window: WindowMetrics, value: float, held: int
+) -> tuple[dict[str, Any], str]:
+    """The evidence of an alert in ``window`` and its one-paragraph text."""
+    w = window.window
+    evidence: dict[str, Any] = {
+        "rule": rule.rule_name,
+        "metric": rule.metric,
+        "op": rule.op,
+        "threshold": float(rule.threshold),
+        "value": value,
+        "severity": rule.severity,
+        "for_windows": rule.for_windows,
+        "windows_held": held,
+        "model": w.model,
+        "column": target.column,
+        "version": target.version,
+        "window": {
+            "id": w.id,
+            "start": w.start.isoformat(),
+            "end": w.end.isoformat(),
+            "against": w.against,
+            "rows": w.rows,
+            "version": w.version,
+            "report": w.report,
+        },
+    }
+    head = f"{rule.rule_name} on {w.model}: "
+    if rule.metric in ("drift.value", "drift.detected"):
+        more, text = _column_drift(rule, target, window, value, head)
+    elif rule.metric == "drift.share":
+        more, text = _share_drift(rule, window, value, head)
+    else:
+        figure = window.get(rule.metric, target.column, target.version)
+        d = _details(figure)
+        more = {"details": d} if d else {}
+        extra = f" on {d['labelled']} labelled predictions" if "labelled" in d else ""
+        text = (
+            f"{head}{_subject(rule, target)} is {_figure(rule.metric, value)}{extra} "
+            f"({rule.op} {_figure(rule.metric, rule.threshold)}) in window {_span(w)}."
+        )
+        if rule.metric in _QUALITY:
+            said = _QUALITY[rule.metric](value, d)[1]
+            text += f" {said[:1].upper()}{said[1:]}."
+    if held > 1:
+        text += f" Held for {held} windows in a row."
+    if w.report:
+        text += f" Report: {w.report}."
+    cleaned: dict[str, Any] = _clean({**evidence, **more})
+    return cleaned, text
+
+
+def _resolution(
+    rule: AlertRule, target: _Target, window: WindowMetrics, value: float
+) -> dict[str, Any]:
+    w = window.window
+    resolution: dict[str, Any] = {
+        "window": {"id": w.id, "start": w.start.isoformat(), "end": w.end.isoformat()},
+        "value": value,
+    }
+    if rule.metric in ("drift.value", "drift.detected"):
+        details = _details(_get(window, "drift.value", target.column, target.version))
+        stats = f" ({_describe(details)})" if details else ""
+        who = target.column or "the window"
+        text = f"Resolved in window {_span(w)}: {who} no longer drifts{stats}."
+        resolution["drift"] = _drift_summary(details)
+    else:
+        threshold = _figure(rule.metric, rule.threshold)
+        text = (
+            f"Resolved in window {_span(w)}: {_subject(rule, target)} is "
+            f"{_figure(rule.metric, value)}, no longer {rule.op} {threshold}."
+        )
+    resolution["text"] = text
+    cleaned: dict[str, Any] = _clean(resolution)
+    return cleaned
+
+
+# --- delivery ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    """The outcome of one webhook delivery, over all its attempts."""
+
+    delivered: bool
+    attempts: int
+    status: int | None
+    """The last HTTP status received (None if no answer came)."""
+    error: str | None
+    """The last error (None when delivered)."""
+    tries: list[dict[str, Any]] = field(default_factory=list)
+    """Each attempt: ``{"attempt", "status"}`` or ``{"attempt", "error"}``."""
+    unreachable: bool = False
+    """The last attempt got no HTTP answer at all."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "delivered": self.delivered,
+            "attempts": self.attempts,
+            "status": self.status,
+            "error": self.error,
+            "tries": self.tries,
+        }
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """POST each alert change as JSON to ``url``.
+
+    Connection errors, timeouts and 5xx/429 answers are retried up to ``retries``
+    times, waiting ``backoff_s * 2**attempt`` (at most ``max_backoff_s``; a
+    ``Retry-After`` of seconds is honoured up to that cap) between attempts —
+    ``jitter=True`` draws each wait uniformly below that ("full jitter"). Any other
+    4xx is not retried: the receiver refused the body.
+
+    >>> Webhook("https://hooks.example.com/alerts", backoff_s=1.0).delay(3)
+    8.0
+    """
+
+    url: str
+    timeout_s: float = 5.0
+    retries: int = 5
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    headers: Mapping[str, str] | None = field(default=None, repr=False)
+    """Extra request headers (an ``Authorization`` token...); never logged or stored."""
+    jitter: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"webhook URL must be http(s)://..., got {self.url!r}", key="webhook")
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigError(f"retries must be 0 or more, got {self.retries!r}", key="webhook")
+        for name in ("timeout_s", "backoff_s", "max_backoff_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative", key="webhook")
+
+    @property
+    def origin(self) -> str:
+        """The URL's scheme, host and port: what is logged and stored (the path of a
+        chat webhook is often its secret)."""
+        url = httpx.URL(self.url)
+        port = f":{url.port}" if url.port is not None else ""
+        return f"{url.scheme}://{url.host}{port}"
+
+    def delay(self, attempt: int) -> float:
+        """The wait after failed attempt ``attempt`` (0 for the first)."""
+        capped = min(self.max_backoff_s, self.backoff_s * 2**attempt)
+        return random.uniform(0, capped) if self.jitter else capped
+
+    def post(self, body: Mapping[str, Any], *, retries: int | None = None) -> WebhookResult:
+        """POST ``body``, retrying as the class says; never raises for a failed delivery."""
+        allowed = self.retries if retries is None else retries
+        headers = {"content-type": "application/json", **(self.headers or {})}
+        tries: list[dict[str, Any]] = []
+        status: int | None = None
+        error: str | None = None
+        unreachable = False
+        with httpx.Client(timeout=self.timeout_s, headers=headers) as client:
+            for attempt in range(allowed + 1):
+                wait = self.delay(attempt)
+                try:
+                    response = client.post(self.url, json=dict(body))
+                except (httpx.TransportError, httpx.InvalidURL) as exc:
+                    error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    tries.append({"attempt": attempt + 1, "error": error})
+                    unreachable = True
+                    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+                        break
+                else:
+                    status, unreachable = response.status_code, False
+                    tries.append({"attempt": attempt + 1, "status": status})
+                    if response.is_success:
+                        return WebhookResult(True, attempt + 1, status, None, tries)
+                    answer = response.text[:200].strip()
+                    error = f"HTTP {status}: {answer}" if answer else f"HTTP {status}"
+                    if status != 429 and status < 500:
+                        break
+                    wait = max(wait, min(self.max_backoff_s, _retry_after(response)))
+                if attempt < allowed:
+                    time.sleep(wait)
+        return WebhookResult(False, len(tries), status, error, tries, unreachable)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "0")))
+    except ValueError:
+        return 0.0  # an HTTP date: keep our own backoff
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where alert changes go once their transaction has committed.
+
+    - ``log``: the ``driftloop.alerts`` logger — WARNING for a warning or critical
+      alert firing, INFO for an info alert and for every resolution;
+    - the metadata store, always: ``alert_events`` holds fired / updated / resolved,
+      and the outcome of each webhook delivery (``delivered`` / ``delivery_failed``);
+    - ``webhook``: POSTed as ``{"event": "fired" | "resolved", "alert": {...}}``.
+
+    Once a webhook delivery fails without any HTTP answer (the receiver is down), the
+    rest of the same batch gets one attempt each instead of the full retries.
+    """
+
+    log: bool = True
+    webhook: Webhook | None = None
+
+    def __call__(self, store: MetadataStore, changes: Sequence[AlertChange]) -> None:
+        receiver_down = False
+        for change in changes:
+            if self.log:
+                _log(change)
+            if self.webhook is None:
+                continue
+            result = self.webhook.post(change.to_dict(), retries=0 if receiver_down else None)
+            receiver_down = receiver_down or (not result.delivered and result.unreachable)
+            _record_delivery(store, change, self.webhook, result)
+
+
+def _log(change: AlertChange) -> None:
+    alert = change.alert
+    quiet = change.kind == "resolved" or alert.severity == "info"
+    logger.log(
+        logging.INFO if quiet else logging.WARNING,
+        "alert %d %s (%s): %s",
+        alert.id,
+        change.kind,
+        alert.severity,
+        alert.text,
+        extra={"alert": alert.to_dict(), "alert_event": change.kind},
+    )
+
+
+def _record_delivery(
+    store: MetadataStore, change: AlertChange, webhook: Webhook, result: WebhookResult
+) -> None:
+    detail = {"event": change.kind, "url": webhook.origin, **result.to_dict()}
+    kind = "delivered" if result.delivered else "delivery_failed"
+    with store.transaction() as conn:
+        _event(conn, change.alert.id, kind, detail, channel="webhook")
+    if not result.delivered:
+        logger.warning(
+            "alert %d: webhook %s failed after %d attempt(s): %s",
+            change.alert.id,
+            webhook.origin,
+            result.attempts,
+            result.error,
+        )
