@@ -17,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,7 @@ from driftloop.data.sources import (
 from driftloop.errors import (
     ConfigError,
     DefinitionError,
+    InputError,
     NotFoundError,
 )
 from driftloop.features.definitions import Entity, FeatureView
@@ -66,6 +67,7 @@ from driftloop.features.registry import (
     register_view,
     resolve_view,
 )
+from driftloop.monitoring.definitions import Monitor
 from driftloop.registry import models as model_registry
 from driftloop.serving import deployments as deployments_mod
 from driftloop.training.spec import ModelSpec
@@ -74,6 +76,9 @@ if TYPE_CHECKING:
     from driftloop.features.online import OnlineStore
     from driftloop.features.store import FeatureContext, MaterializeResult, TrainingSet
     from driftloop.loop.pipeline import TrainOutcome
+    from driftloop.monitoring.alerts import Alert
+    from driftloop.monitoring.runner import MonitorContext, MonitorRun
+    from driftloop.monitoring.series import Window, WindowMetrics
     from driftloop.training.runs import TrainingRun
 
 __all__ = ["Applied", "AppliedView", "Definitions", "Project", "find_project_root"]
@@ -88,6 +93,7 @@ class Definitions:
     entities: dict[str, Entity] = field(default_factory=dict)
     views: dict[str, FeatureView] = field(default_factory=dict)
     models: dict[str, ModelSpec] = field(default_factory=dict)
+    monitors: dict[str, Monitor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,13 @@ def _load_definitions(path: Path) -> Definitions:
         ) from exc
     finally:
         sys.modules.pop(name, None)
-    found: dict[type, dict[str, Any]] = {Source: {}, Entity: {}, FeatureView: {}, ModelSpec: {}}
+    found: dict[type, dict[str, Any]] = {
+        Source: {},
+        Entity: {},
+        FeatureView: {},
+        ModelSpec: {},
+        Monitor: {},
+    }
     for value in vars(module).values():
         kind = type(value)
         if kind not in found:
@@ -151,6 +163,7 @@ def _load_definitions(path: Path) -> Definitions:
                 Entity: "entity",
                 FeatureView: "feature view",
                 ModelSpec: "model",
+                Monitor: "monitor of model",
             }[kind]
             raise DefinitionError(f"{label} {value.name!r} is defined twice", file=str(path))
         found[kind][value.name] = value
@@ -160,7 +173,38 @@ def _load_definitions(path: Path) -> Definitions:
         entities=dict(sorted(found[Entity].items())),
         views=dict(sorted(found[FeatureView].items())),
         models=dict(sorted(found[ModelSpec].items())),
+        monitors=dict(sorted(found[Monitor].items())),
     )
+
+
+class _ProjectLog:
+    """The project's prediction and feedback logs, as monitoring reads them."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def predictions(self, model: str, since: datetime, until: datetime) -> pa.Table:
+        from driftloop.serving.predictionlog import read_log
+
+        return read_log(self.config.serving.predictions, model, since=since, until=until)
+
+    def labelled(self, model: str, since: datetime, until: datetime) -> pa.Table:
+        from driftloop.serving.predictionlog import join_feedback, read_log
+
+        table = self.predictions(model, since, until)
+        if table.num_rows == 0:
+            return table
+        # a label is received after its prediction: older feedback cannot apply
+        return join_feedback(table, read_log(self.config.serving.feedback, model, since=since))
+
+    def first_day(self, model: str) -> date | None:
+        days = sorted((self.config.serving.predictions / f"model={model}").glob("date=*"))
+        for day in days:
+            try:
+                return date.fromisoformat(day.name.removeprefix("date="))
+            except ValueError:
+                continue
+        return None
 
 
 class Project:
@@ -823,6 +867,98 @@ class Project:
         from driftloop.serving.predictionlog import read_log
 
         return read_log(self.config.serving.feedback, model)
+
+    # -- monitoring ---------------------------------------------------------------
+
+    def monitor_of(self, model: str) -> Monitor:
+        """The model's declared :class:`Monitor`, or one with the defaults."""
+        declared = self.definitions.monitors.get(model)
+        if declared is not None:
+            return declared
+        model_registry.get_model(self.store, model)  # an unknown model: NotFoundError
+        return Monitor(model)
+
+    def monitoring_context(self, monitor: Monitor | None = None) -> MonitorContext:
+        from driftloop.monitoring.alerts import Delivery, Webhook
+        from driftloop.monitoring.runner import MonitorContext
+
+        settings = self.config.monitoring
+        url = (monitor.webhook if monitor is not None else None) or settings.webhook_url
+        webhook = (
+            Webhook(
+                url,
+                timeout_s=settings.webhook_timeout.total_seconds(),
+                retries=settings.webhook_retries,
+            )
+            if url
+            else None
+        )
+        return MonitorContext(
+            store=self.store,
+            artifacts=self.artifacts,
+            log=_ProjectLog(self.config),
+            profiles=settings.profiles,
+            reports=settings.reports,
+            delivery=Delivery(webhook=webhook),
+        )
+
+    def monitor(
+        self,
+        model: str | None = None,
+        *,
+        window: str | None = None,
+        step: str | None = None,
+        against: str | None = None,
+        last: int | None = None,
+        now: datetime | None = None,
+    ) -> list[MonitorRun]:
+        """Analyse the prediction log's windows not analysed yet, for one model or every
+        model with predictions (see :mod:`driftloop.monitoring.runner`); ``window``,
+        ``step`` and ``against`` override the model's declared monitor for this run."""
+        import dataclasses
+
+        from driftloop.monitoring.runner import run_monitor
+
+        if model is not None:
+            models = [model]
+        else:
+            folders = sorted(self.config.serving.predictions.glob("model=*"))
+            models = [f.name.removeprefix("model=") for f in folders]
+        runs = []
+        for name in models:
+            monitor = self.monitor_of(name)
+            changes: dict[str, Any] = {}
+            if window is not None:
+                changes.update(window=window, step=step)
+            elif step is not None:
+                changes["step"] = step
+            if against is not None:
+                changes["against"] = against
+            if changes:
+                try:
+                    monitor = dataclasses.replace(monitor, **changes)
+                except DefinitionError as exc:
+                    raise InputError(str(exc)) from None
+            runs.append(run_monitor(self.monitoring_context(monitor), monitor, now=now, last=last))
+        return runs
+
+    def monitoring_windows(
+        self, model: str, *, limit: int | None = 20, against: str | None = None
+    ) -> list[WindowMetrics]:
+        """The model's latest analysed windows with their figures, oldest first."""
+        from driftloop.monitoring import series
+
+        model_registry.get_model(self.store, model)
+        windows: list[Window] = series.list_windows(self.store, model, against=against, limit=limit)
+        return series.metrics_of(self.store, windows)
+
+    def alerts(
+        self, model: str | None = None, *, status: str | None = None, limit: int | None = None
+    ) -> list[Alert]:
+        """Alerts, newest first (``status``: ``"firing"`` or ``"resolved"``)."""
+        from driftloop.monitoring.alerts import list_alerts
+
+        return list_alerts(self.store, model, status=status, limit=limit)
 
     # -- status -------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ from driftloop.cli.init import write_example
 from driftloop.core.clock import SimulatedClock, use_clock
 from driftloop.errors import NotFoundError, StateError
 from driftloop.loop.pipeline import TrainOutcome, code_version
+from driftloop.monitoring.references import load_reference
+from driftloop.monitoring.statistics import CategoricalReference, NumericReference
 from driftloop.project import Project
 from driftloop.training import _testing
 from driftloop.training.flavors import load_model
@@ -161,6 +163,27 @@ def test_a_training_registers_a_version_with_its_run_metrics_signature_and_linea
     assert stored_report["verdict"] == trained.first.report.to_dict()["verdict"]
     assert version.tags["verdict"] == "pass"
     assert version.tags["trainer"] == "hist_gradient_boosting"
+
+
+def test_a_version_stores_the_reference_profile_monitoring_compares_it_with(
+    trained: Trained,
+) -> None:
+    """Its inputs over the training set, its predictions on the validation rows and the
+    labels, fitted once and stored by digest in the version's lineage."""
+    with Project(trained.folder) as project:
+        version = project.model_version("fraud", 1)
+        reference = load_reference(project.artifacts, version.lineage["reference"])
+        ts = project.training_set(version.lineage["training_set"])
+    names = [i["name"] for i in version.signature["inputs"]]
+    assert set(reference.columns) == {*(f"feature.{n}" for n in names), "prediction", "label"}
+    amount = reference.columns["feature.amount"]
+    assert isinstance(amount, NumericReference)
+    assert amount.size == ts.table.num_rows
+    channel = reference.columns["feature.channel"]
+    assert isinstance(channel, CategoricalReference)
+    assert channel.size == ts.table.num_rows
+    assert reference.columns["prediction"].size == trained.first.run.split["validation"]["rows"]
+    assert set(reference.columns["label"].counts) == {"0", "1"}  # type: ignore[union-attr]
 
 
 def test_the_run_records_params_data_code_and_library_versions_and_the_split(

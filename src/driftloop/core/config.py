@@ -63,6 +63,14 @@ def _parse_str(value: Any) -> str:
     return value
 
 
+def _parse_optional_str(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
 def _parse_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected an integer, got {value!r}")
@@ -238,6 +246,38 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests waiting for shadow scoring per worker; beyond it shadow copies are "
         "dropped and counted, never delaying responses.",
     ),
+    Setting(
+        "monitoring.profiles",
+        _parse_str,
+        ".driftloop/monitoring",
+        "Folder of the per-step profiles of the prediction log that consecutive monitoring "
+        "windows share (relative to the project).",
+    ),
+    Setting(
+        "monitoring.reports",
+        _parse_str,
+        "reports/monitoring",
+        "Folder of the HTML report of each monitoring window (relative to the project).",
+    ),
+    Setting(
+        "monitoring.webhook_url",
+        _parse_optional_str,
+        "",
+        "URL alerts are POSTed to as JSON (empty: no webhook; a monitor's webhook= wins).",
+    ),
+    Setting(
+        "monitoring.webhook_timeout",
+        _parse_duration,
+        timedelta(seconds=5),
+        "How long one webhook attempt may take.",
+    ),
+    Setting(
+        "monitoring.webhook_retries",
+        _parse_int,
+        5,
+        "Webhook attempts after the first, with exponential backoff, on connection errors, "
+        "timeouts, 429 and 5xx answers.",
+    ),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -293,6 +333,15 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class MonitoringConfig:
+    profiles: Path = Path(".driftloop/monitoring")
+    reports: Path = Path("reports/monitoring")
+    webhook_url: str = ""
+    webhook_timeout: timedelta = timedelta(seconds=5)
+    webhook_retries: int = 5
+
+
+@dataclass(frozen=True)
 class Config:
     """The resolved configuration of one project."""
 
@@ -305,6 +354,7 @@ class Config:
     online: OnlineConfig = field(default_factory=OnlineConfig)
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     source: str | None = None  # the file it was read from, if any
 
 
@@ -409,6 +459,13 @@ def load_config(root: str | os.PathLike[str], env: Mapping[str, str] | None = No
             max_instances=resolved["serving.max_instances"],
             max_log_backlog=resolved["serving.max_log_backlog"],
             shadow_queue=resolved["serving.shadow_queue"],
+        ),
+        monitoring=MonitoringConfig(
+            profiles=root_path / resolved["monitoring.profiles"],
+            reports=root_path / resolved["monitoring.reports"],
+            webhook_url=resolved["monitoring.webhook_url"],
+            webhook_timeout=resolved["monitoring.webhook_timeout"],
+            webhook_retries=resolved["monitoring.webhook_retries"],
         ),
         source=origin,
     )

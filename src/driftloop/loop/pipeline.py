@@ -11,9 +11,11 @@
    validation rows, the champion with its own features as recorded in its signature;
    the paired bootstrap, slices and gates give the verdict, and the report is stored
    in the artifact store;
-5. the artifact is stored, the run is completed, and a new model version is
-   registered with its metrics, signature and lineage, whatever the verdict (a
-   failed candidate is evidence too);
+5. the artifact and the version's reference profile for monitoring (its inputs, its
+   predictions on the validation rows, the labels:
+   :mod:`driftloop.monitoring.references`) are stored, the run is completed, and a new
+   model version is registered with its metrics, signature and lineage, whatever the
+   verdict (a failed candidate is evidence too);
 6. if the gates pass, the ``challenger`` alias moves to it; with ``promote=True`` the
    ``champion`` alias does too, by compare-and-set against the champion it was
    judged against.
@@ -42,6 +44,8 @@ from driftloop.core.provenance import git_info
 from driftloop.errors import DriftloopError, NotFoundError, StateError
 from driftloop.evaluation.compare import EvaluationReport, check_gates, compare
 from driftloop.features.store import FeatureContext, get_training_set
+from driftloop.monitoring.drift import TableReference
+from driftloop.monitoring.references import build_reference
 from driftloop.registry import models as registry
 from driftloop.training import runs
 from driftloop.training.encoding import encode, inputs_from_signature
@@ -218,6 +222,17 @@ def _evaluate(
     )
 
 
+def _reference(
+    spec: ModelSpec, prepared: Prepared, valid_pred: npt.NDArray[np.float64]
+) -> TableReference:
+    """The version's reference profile for monitoring: its inputs over the training set,
+    its predictions on the validation rows, the labels."""
+    table = prepared.training_set.table
+    names = [i.name for i in prepared.inputs if i.name in table.column_names]
+    labels = np.concatenate([prepared.y_train, prepared.y_valid])
+    return build_reference(table.select(names), valid_pred, labels, spec.task)
+
+
 def train_model(
     ctx: FeatureContext,
     spec: ModelSpec,
@@ -253,6 +268,9 @@ def train_model(
             json.dumps(body, sort_keys=True, allow_nan=False).encode()
         )
         digest = ctx.artifacts.put_bytes(result.artifact)
+        reference_digest = ctx.artifacts.put_bytes(
+            _reference(spec, prepared, challenger_pred).to_bytes()
+        )
         verdict = report.verdict
         run = runs.finish_run(
             ctx.store,
@@ -305,6 +323,7 @@ def train_model(
             "views": ts.views,
             "dataset_versions": ts.dataset_versions,
             "evaluation_report": report_digest,
+            "reference": reference_digest,
             "champion_version": champion.version if champion else None,
             "code_version": run.code_version,
         },

@@ -126,9 +126,11 @@ class Monitor:
     - ``against``: compare each window with the reference profile of the version that
       served it (``"reference"``, its training data) or with the window before
       (``"previous"``).
-    - ``statistics``: ``"driftloop"`` (default) is Evidently's automatic choice plus a
-      Kolmogorov-Smirnov test on every numeric column whose choice is a distance, so a
-      subtle shift in a large window is seen; ``"evidently"`` is the choice alone.
+    - ``statistics``: ``"driftloop"`` (default) computes Evidently's automatic choice,
+      but where that is a distance a test decides (Kolmogorov-Smirnov for numbers,
+      chi-square for categories), so a subtle shift in a large window is seen and a
+      small window's noise is not taken for drift; ``"evidently"`` lets the choice
+      decide, as Evidently does.
     - ``by_type`` / ``by_column`` / ``thresholds`` / ``correction``: as
       :func:`driftloop.monitoring.drift.detect_drift`.
     - ``slices``: prediction-log columns (``"feature.channel"``, ``"key.region"``) to

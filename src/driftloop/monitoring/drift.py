@@ -68,15 +68,21 @@ class TableReference:
 
     columns: dict[str, NumericReference | CategoricalReference]
     unique_values: dict[str, int]
+    null_shares: dict[str, float] = field(default_factory=dict)
+    """Share of each column's values that were null (or, for numbers, not finite)."""
 
     @classmethod
     def fit(cls, table: pa.Table, bins: int = 10) -> TableReference:
         columns: dict[str, NumericReference | CategoricalReference] = {}
         unique: dict[str, int] = {}
+        nulls: dict[str, float] = {}
         for name in table.column_names:
             column = table.column(name)
             if _numeric(column.type):
                 values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+                if not np.isfinite(values).any():
+                    continue
+                nulls[name] = float((~np.isfinite(values)).mean())
                 numeric = NumericReference.fit(values, bins=bins)
                 columns[name] = numeric
                 unique[name] = int(np.unique(numeric.sorted_values).size)
@@ -89,7 +95,8 @@ class TableReference:
                 reference = CategoricalReference.fit(column.combine_chunks())
                 columns[name] = reference
                 unique[name] = len(reference.counts)
-        return cls(columns, unique)
+                nulls[name] = column.null_count / len(column) if len(column) else 0.0
+        return cls(columns, unique, nulls)
 
     def to_bytes(self) -> bytes:
         """The reference as one Parquet file (one row per column), for the artifact store."""
@@ -126,6 +133,9 @@ class TableReference:
                 "labels": pa.array(rows["labels"], pa.list_(pa.string())),
                 "counts": pa.array(rows["counts"], pa.list_(pa.int64())),
                 "unique": pa.array([self.unique_values.get(n, 0) for n in rows["column"]]),
+                "null_share": pa.array(
+                    [self.null_shares.get(n, 0.0) for n in rows["column"]], pa.float64()
+                ),
             }
         )
         sink = pa.BufferOutputStream()
@@ -141,6 +151,7 @@ class TableReference:
             raise InputError(f"not a drift reference: {exc}") from None
         columns: dict[str, NumericReference | CategoricalReference] = {}
         unique: dict[str, int] = {}
+        nulls: dict[str, float] = {}
         for row in table.to_pylist():
             name = row["column"]
             if row["kind"] == "numeric":
@@ -155,7 +166,8 @@ class TableReference:
                     dict(zip(row["labels"], row["counts"], strict=True))
                 )
             unique[name] = int(row["unique"])
-        return cls(columns, unique)
+            nulls[name] = float(row.get("null_share") or 0.0)
+        return cls(columns, unique, nulls)
 
 
 @dataclass(frozen=True)
@@ -167,17 +179,25 @@ class ColumnDrift:
     statistic: Statistic
     adjusted_p_value: float | None = None
     effect_size: float | None = None
+    test: Statistic | None = None
+    """The test that decides when the automatic choice is a distance and
+    ``decide_by_test`` is set (Kolmogorov-Smirnov or chi-square), or None."""
+    test_adjusted_p_value: float | None = None
+
+    @staticmethod
+    def _significant(statistic: Statistic, adjusted: float | None) -> bool:
+        if statistic.p_value is None:
+            return statistic.drifted
+        p = adjusted if adjusted is not None else statistic.p_value
+        return p < statistic.threshold
 
     @property
     def drifted(self) -> bool:
-        if self.statistic.p_value is not None:
-            p = (
-                self.adjusted_p_value
-                if self.adjusted_p_value is not None
-                else self.statistic.p_value
-            )
-            return p < self.statistic.threshold
-        return self.statistic.drifted
+        """The deciding test signals drift (after correction) when there is one, else the
+        statistic does."""
+        if self.test is not None:
+            return self._significant(self.test, self.test_adjusted_p_value)
+        return self._significant(self.statistic, self.adjusted_p_value)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -190,6 +210,16 @@ class ColumnDrift:
             "threshold": self.statistic.threshold,
             "effect_size": self.effect_size,
             "drifted": self.drifted,
+            "test": None
+            if self.test is None
+            else {
+                "statistic": self.test.name,
+                "value": self.test.value,
+                "p_value": self.test.p_value,
+                "adjusted_p_value": self.test_adjusted_p_value,
+                "threshold": self.test.threshold,
+                "drifted": self._significant(self.test, self.test_adjusted_p_value),
+            },
         }
 
 
@@ -250,18 +280,32 @@ def _effect_size(statistic: Statistic, reference: Any, current_size: int) -> flo
 
 def detect_drift(
     reference: TableReference,
-    current: pa.Table,
+    current: pa.Table | Mapping[str, Any],
     *,
     by_type: Mapping[str, StatisticName] | None = None,
     by_column: Mapping[str, StatisticName] | None = None,
     thresholds: Mapping[str, float] | None = None,
     correction: Correction = "bh",
+    decide_by_test: bool = False,
 ) -> DriftReport:
-    """The drift of each of ``current``'s columns that has a reference."""
+    """The drift of each of ``current``'s columns that has a reference.
+
+    ``current`` is a table, or the values of each column: numbers for a numeric
+    column, the count of each category for a categorical one (as a window's profile
+    keeps them).
+
+    ``decide_by_test``: where the automatic choice is a distance (Wasserstein,
+    Jensen-Shannon), the distance is still computed and reported, but a test decides —
+    Kolmogorov-Smirnov for a numeric column, chi-square for a categorical one — with its
+    p-value corrected with the others. A distance has a fixed threshold whatever the
+    sample sizes: a subtle shift in a large window stays under it, and a small window's
+    noise crosses it; a test's false-alarm rate is its level at any size.
+    """
     limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
-    results: list[tuple[str, str, Statistic, Any, int]] = []
+    names = current.column_names if isinstance(current, pa.Table) else list(current)
+    results: list[tuple[str, str, Statistic, Any, int, Statistic | None]] = []
     for name, ref in reference.columns.items():
-        if name not in current.column_names:
+        if name not in names:
             continue
         kind: Literal["numeric", "categorical"] = (
             "numeric" if isinstance(ref, NumericReference) else "categorical"
@@ -279,26 +323,54 @@ def detect_drift(
             raise InputError(
                 f"{chosen} needs a numeric column; {name!r} is categorical", field=name
             )
-        column = current.column(name)
-        values: Any = (
-            column.to_numpy(zero_copy_only=False).astype(np.float64)
-            if kind == "numeric"
-            else column.combine_chunks()
-        )
+        values = _values(current, name, kind)
+        size = sum(values.values()) if isinstance(values, Mapping) else len(values)
+        if size == 0 or (kind == "numeric" and not np.isfinite(values).any()):
+            continue
         function: Any = _FUNCTIONS[chosen]
         statistic: Statistic = function(ref, values, limits[chosen])
-        results.append((name, kind, statistic, ref, len(column)))
-    tested = [i for i, r in enumerate(results) if r[2].p_value is not None]
-    adjusted = adjust_p_values([results[i][2].p_value or 0.0 for i in tested], correction)
-    adjusted_by_index = dict(zip(tested, adjusted, strict=True))
+        extra = None
+        automatic = name not in (by_column or {}) and kind not in (by_type or {})
+        if decide_by_test and automatic and statistic.p_value is None:
+            test: Any = ks if kind == "numeric" else chisquare
+            extra = test(ref, values, limits["ks" if kind == "numeric" else "chisquare"])
+        results.append((name, kind, statistic, ref, size, extra))
+    p_values: list[float] = []
+    slots: list[tuple[int, int]] = []  # (result index, 0 = statistic / 1 = extra test)
+    for i, (_, _, statistic, _, _, extra) in enumerate(results):
+        if statistic.p_value is not None:
+            p_values.append(statistic.p_value)
+            slots.append((i, 0))
+        if extra is not None and extra.p_value is not None:
+            p_values.append(extra.p_value)
+            slots.append((i, 1))
+    adjusted = dict(zip(slots, adjust_p_values(p_values, correction), strict=True))
+    if correction is None:
+        adjusted = {}
     columns = [
         ColumnDrift(
             name,
             kind,  # type: ignore[arg-type]
             statistic,
-            adjusted_by_index.get(i) if correction is not None else None,
+            adjusted.get((i, 0)),
             _effect_size(statistic, ref, size),
+            extra,
+            adjusted.get((i, 1)),
         )
-        for i, (name, kind, statistic, ref, size) in enumerate(results)
+        for i, (name, kind, statistic, ref, size, extra) in enumerate(results)
     ]
     return DriftReport(columns, correction)
+
+
+def _values(current: pa.Table | Mapping[str, Any], name: str, kind: str) -> Any:
+    if not isinstance(current, pa.Table):
+        given = current[name]
+        if kind == "numeric" and not isinstance(given, Mapping):
+            return np.asarray(given, dtype=np.float64)
+        if kind == "categorical" and not isinstance(given, Mapping):
+            return pa.array(given) if not isinstance(given, pa.Array | pa.ChunkedArray) else given
+        return given
+    column = current.column(name)
+    if kind == "numeric":
+        return column.to_numpy(zero_copy_only=False).astype(np.float64)
+    return column.combine_chunks()

@@ -29,7 +29,7 @@ data:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -211,7 +211,10 @@ def _wasserstein(merged: _Merged, std: float, threshold: float) -> Statistic:
 
 
 def _counts(values: Any) -> dict[Any, int]:
-    """Count of each value (as text; nulls as the category ``"null"``), hashed in Arrow."""
+    """Count of each value (as text; nulls as the category ``"null"``), hashed in Arrow;
+    counts already made (a mapping) are taken as they are."""
+    if isinstance(values, Mapping):
+        return {str(k): int(n) for k, n in values.items()}
     array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
     if not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
         array = pc.cast(array, pa.string())
