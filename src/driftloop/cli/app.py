@@ -27,6 +27,7 @@ from driftloop.cli import deploy as deploy_cmd
 from driftloop.cli import features as features_cmd
 from driftloop.cli import init as init_cmd
 from driftloop.cli import models as models_cmd
+from driftloop.cli import monitor as monitor_cmd
 from driftloop.cli import predictions as predictions_cmd
 from driftloop.cli import serve as serve_cmd
 from driftloop.cli import train as train_cmd
@@ -317,6 +318,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(monitor_cmd.app, name="monitor")
 app.command("materialize")(features_cmd.materialize_command)
 app.command("train")(train_cmd.train)
 app.command("deploy")(deploy_cmd.deploy)
