@@ -188,12 +188,9 @@ class _ProjectLog:
 
         return read_log(self.config.serving.predictions, model, since=since, until=until)
 
-    def labelled(self, model: str, since: datetime, until: datetime) -> pa.Table:
+    def join_labels(self, model: str, table: pa.Table, since: datetime) -> pa.Table:
         from driftloop.serving.predictionlog import join_feedback, read_log
 
-        table = self.predictions(model, since, until)
-        if table.num_rows == 0:
-            return table
         # a label is received after its prediction: older feedback cannot apply
         return join_feedback(table, read_log(self.config.serving.feedback, model, since=since))
 

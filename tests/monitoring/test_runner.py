@@ -261,3 +261,80 @@ def test_alert_rules_reach_their_threshold_on_the_stored_series(monitored: Monit
     assert change.kind == "fired"
     assert change.alert.severity == "critical"
     assert np.isclose(change.alert.threshold, 0.2)
+
+
+def test_a_delay_waits_for_the_labels_before_analysing_a_window(monitored: Monitored) -> None:
+    monitored.serve(T0, 24, 50, seed=1, label=True)  # labels arrive an hour late
+    monitor = Monitor(MODEL, delay="2h")
+    from driftloop.monitoring.runner import run_monitor
+
+    context = monitored.project.monitoring_context(monitor)
+    early = run_monitor(context, monitor, now=T0 + timedelta(days=1, hours=1))
+    assert early.windows == []
+    (window,) = run_monitor(context, monitor, now=T0 + timedelta(days=1, hours=2)).windows
+    assert window.get("performance.labelled").value == 1200.0
+    assert window.get("performance.awaiting").value == 0.0
+
+
+def test_the_last_n_predictions_count_only_their_own_labels(monitored: Monitored) -> None:
+    monitored.serve(T0, 10, 100, seed=1, label=True)
+    (run,) = monitored.project.monitor(MODEL, last=250, now=T0 + timedelta(hours=12))
+    (window,) = run.windows
+    assert window.get("performance.labelled").value == 250.0
+    assert window.get("performance.awaiting").value == 0.0
+
+
+def test_undrifted_windows_raise_false_alarms_near_the_tests_level(monitored: Monitored) -> None:
+    """200 hourly windows of the reference's own distribution: the share of windows in
+    which a column is flagged stays near the 5% level of its (corrected) test."""
+    monitored.serve(T0, 200, 100, seed=21)
+    (run,) = monitored.project.monitor(MODEL, window="1h", now=T0 + timedelta(hours=200))
+    assert len(run.windows) == 200
+    for column in ("feature.amount", "feature.channel"):
+        flagged = [w.get("drift.detected", column).value for w in run.windows]
+        rate = sum(flagged) / len(flagged)
+        assert 0.005 <= rate <= 0.08, (column, rate)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"window": "1d", "step": "7h"}, "whole number of steps"),
+        ({"window": "tomorrow"}, "not a duration"),
+        ({"against": "yesterday"}, "against must be"),
+        ({"statistics": "mine"}, "statistics must be"),
+        ({"by_type": {"numeric": "t-test"}}, "known statistics"),
+        ({"by_type": {"text": "psi"}}, "by_type keys"),
+        ({"thresholds": {"t-test": 0.1}}, "known statistics"),
+        ({"correction": "holm"}, "correction must be"),
+        ({"min_rows": 0}, "min_rows"),
+        ({"delay": "-1h"}, "delay"),
+        ({"rules": [AlertRule("rows", 1), AlertRule("rows", 1)]}, "two rules are named"),
+    ],
+)
+def test_a_monitor_with_a_bad_field_is_a_definition_error(
+    fields: dict[str, Any], message: str
+) -> None:
+    from driftloop.errors import DefinitionError
+
+    with pytest.raises(DefinitionError, match=message):
+        Monitor(MODEL, **fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"op": "!="}, "op must be"),
+        ({"severity": "page"}, "severity must be"),
+        ({"for_windows": 0}, "for_windows"),
+        ({"threshold": "high"}, "threshold must be a number"),
+        ({"version": 3}, "version must be"),
+    ],
+)
+def test_an_alert_rule_with_a_bad_field_is_a_definition_error(
+    fields: dict[str, Any], message: str
+) -> None:
+    from driftloop.errors import DefinitionError
+
+    with pytest.raises(DefinitionError, match=message):
+        AlertRule("drift.share", **{"threshold": 0.3, **fields})

@@ -30,7 +30,7 @@ from driftloop.monitoring.statistics import CategoricalReference, NumericReferen
 __all__ = ["analyse", "histogram", "performance", "reference_from_profile"]
 
 _FEATURE = "feature."
-_MAX_BARS = 30
+_MAX_BARS = 15
 _TOP_CHANGES = 5
 
 

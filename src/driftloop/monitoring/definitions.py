@@ -78,7 +78,9 @@ class AlertRule:
         if self.name:
             return self.name
         target = f"[{self.column}]" if self.column else ""
-        return f"{self.metric}{target} {self.op} {self.threshold:g}"
+        number = isinstance(self.threshold, int | float) and not isinstance(self.threshold, bool)
+        threshold = f"{self.threshold:g}" if number else repr(self.threshold)
+        return f"{self.metric}{target} {self.op} {threshold}"
 
     def holds(self, value: float | None) -> bool:
         """Whether ``value`` meets the alert condition (a missing value never does)."""
@@ -138,6 +140,9 @@ class Monitor:
       task's built-ins).
     - ``label_horizon``: how long after a window its performance is recomputed as
       labels arrive.
+    - ``delay``: analyse a window only this long after it ended (e.g. ``"1d"`` when
+      labels take a day), so its first analysis — and the alerts on its performance —
+      already see the labels.
     - ``min_rows``: a window with fewer predictions gets no drift statistics.
     - ``webhook``: the URL alerts are POSTed to (default: ``monitoring.webhook_url``).
     """
@@ -155,6 +160,7 @@ class Monitor:
     metrics: Sequence[str] | None = None
     rules: Sequence[AlertRule] = field(default_factory=default_rules)
     label_horizon: str | timedelta = "7d"
+    delay: str | timedelta = "0s"
     min_rows: int = 30
     webhook: str | None = None
 
@@ -164,6 +170,14 @@ class Monitor:
             raise DefinitionError("a monitor needs the model's name")
         for name in ("window", "label_horizon"):
             self._duration(name, getattr(self, name))
+        try:
+            delay = parse_duration(self.delay)
+        except ValueError as exc:
+            raise DefinitionError(
+                f"{where}: delay {self.delay!r} is not a duration: {exc}"
+            ) from None
+        if delay < timedelta(0):
+            raise DefinitionError(f"{where}: delay must not be negative, got {self.delay!r}")
         if self.step is not None:
             step = self._duration("step", self.step)
             window = self.window_length
@@ -242,6 +256,10 @@ class Monitor:
     def horizon(self) -> timedelta:
         return parse_duration(self.label_horizon)
 
+    @property
+    def delay_length(self) -> timedelta:
+        return parse_duration(self.delay)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -257,6 +275,7 @@ class Monitor:
             "metrics": None if self.metrics is None else list(self.metrics),
             "rules": [r.to_dict() for r in self.rules],
             "label_horizon": str(self.horizon),
+            "delay": str(self.delay_length),
             "min_rows": self.min_rows,
             "webhook": self.webhook,
         }

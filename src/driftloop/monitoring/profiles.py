@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from driftloop.core.duck import cursor
 from driftloop.errors import InputError
 
 __all__ = [
@@ -349,13 +350,12 @@ def _numeric(column: pa.ChunkedArray) -> NumericColumn:
     type_errors = 0
     if column_kind(column.type) != "numeric":
         # read as numbers: what does not parse is a type error, not a null
-        con = duckdb.connect()
-        con.register("t", pa.table({"v": column}))
-        values = con.sql(
-            "SELECT TRY_CAST(CAST(v AS VARCHAR) AS DOUBLE) AS v FROM t"
-        ).to_arrow_table()
-        con.close()
-        values = values.column("v")
+        with cursor() as con:
+            con.register("t", pa.table({"v": column}))
+            parsed = con.sql(
+                "SELECT TRY_CAST(CAST(v AS VARCHAR) AS DOUBLE) AS v FROM t"
+            ).to_arrow_table()
+        values = parsed.column("v")
         type_errors = values.null_count - nulls
     else:
         values = column
@@ -410,7 +410,13 @@ def _version_stats(table: pa.Table) -> dict[int, VersionStats]:
             if c in table.column_names
         ]
     )
-    con = duckdb.connect()
+    with cursor() as con:
+        return _stats_of(con, view, error, has_latency)
+
+
+def _stats_of(
+    con: duckdb.DuckDBPyConnection, view: pa.Table, error: str, has_latency: bool
+) -> dict[int, VersionStats]:
     con.register("log", view)
     counts = con.sql(
         f"""SELECT version, role, count(*) AS n, count(*) FILTER (WHERE {error}) AS errors
@@ -436,7 +442,6 @@ def _version_stats(table: pa.Table) -> dict[int, VersionStats]:
         ).to_arrow_table()
         for version, values in _split(latencies, "l"):
             out[version].latencies = values
-    con.close()
     return out
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -64,8 +64,9 @@ class LogReader(Protocol):
         """Records of ``model`` with ``since <= at < until``, ordered by time."""
         ...
 
-    def labelled(self, model: str, since: datetime, until: datetime) -> pa.Table:
-        """The same records joined with their labels (``label``, ``label_text``)."""
+    def join_labels(self, model: str, table: pa.Table, since: datetime) -> pa.Table:
+        """``table`` (records of ``model`` made at or after ``since``) joined with the
+        labels received for them (``label``, ``label_text``; null while awaited)."""
         ...
 
     def first_day(self, model: str) -> date | None:
@@ -125,7 +126,7 @@ def _ends(ctx: MonitorContext, monitor: Monitor, now: datetime) -> list[datetime
             first += window  # the first window is the reference of the second
     ends: list[datetime] = []
     end = first
-    while end <= now and len(ends) < MAX_WINDOWS:
+    while end + monitor.delay_length <= now and len(ends) < MAX_WINDOWS:
         ends.append(end)
         end += step
     return ends
@@ -137,6 +138,8 @@ class _Steps:
     def __init__(self, ctx: MonitorContext, model: str, step: timedelta, now: datetime) -> None:
         self.ctx, self.model, self.step, self.now = ctx, model, step, now
         self.memory: dict[datetime, Profile] = {}
+        self.tables: dict[datetime, pa.Table] = {}
+        """The records of the steps read in this run (performance needs them again)."""
         seconds = int(step.total_seconds() * 1000)
         self.folder = (
             None
@@ -163,19 +166,38 @@ class _Steps:
                 _log.warning("ignoring an unreadable profile cache file %s", path)
         if profile is None:
             table = self.ctx.log.predictions(self.model, start, end)
+            self.tables[start] = table
             profile = Profile.build(table, start=start, end=end)
             if path is not None and end + SETTLE <= self.now:
                 _write_atomic(path, profile.to_bytes())
         self.memory[start] = profile
         return profile
 
-    def window(self, start: datetime, end: datetime) -> Profile:
-        parts = []
+    def _starts(self, start: datetime, end: datetime) -> list[datetime]:
+        starts = []
         at = start
         while at < end:
-            parts.append(self.get(at))
+            starts.append(at)
             at += self.step
-        return Profile.merge(parts)
+        return starts
+
+    def window(self, start: datetime, end: datetime) -> Profile:
+        return Profile.merge([self.get(at) for at in self._starts(start, end)])
+
+    def records(self, start: datetime, end: datetime) -> pa.Table:
+        """The window's records: from the steps read in this run, or from the log."""
+        starts = self._starts(start, end)
+        if all(at in self.tables for at in starts):
+            parts = [self.tables[at] for at in starts if self.tables[at].num_rows]
+            if parts:
+                return pa.concat_tables(parts, promote_options="permissive")
+        return self.ctx.log.predictions(self.model, start, end)
+
+    def forget_before(self, start: datetime) -> None:
+        """Drop what no later window needs."""
+        for cache in (self.memory, self.tables):
+            for at in [a for a in cache if a < start]:
+                del cache[at]
 
 
 def _safe(name: str) -> str:
@@ -246,9 +268,10 @@ def _finish(
     reference: TableReference | None,
     about: dict[str, Any],
     versions: _Versions,
+    records: pa.Table,
 ) -> None:
     metrics = analyse(profile, reference, monitor)
-    labelled = ctx.log.labelled(monitor.model, start, end)
+    labelled = ctx.log.join_labels(monitor.model, records, start) if records.num_rows else records
     metrics += performance(labelled, versions.output, monitor, profile.main_version)
     window = series.record_window(
         ctx.store,
@@ -287,7 +310,12 @@ def _refresh_performance(
         awaiting = found.get("performance.awaiting")
         if awaiting is not None and not awaiting.value:
             continue
-        labelled = ctx.log.labelled(monitor.model, found.window.start, found.window.end)
+        records = ctx.log.predictions(monitor.model, found.window.start, found.window.end)
+        labelled = (
+            ctx.log.join_labels(monitor.model, records, found.window.start)
+            if records.num_rows
+            else records
+        )
         values = performance(labelled, versions.output, monitor, found.window.version)
         series.replace_metrics(ctx.store, found.window.id, "performance.", values)
         refreshed += 1
@@ -314,6 +342,7 @@ def run_monitor(
         start = end - window
         profile = steps.window(start, end)
         if not profile.versions:
+            steps.forget_before(start - window)
             continue  # nothing was served in this window
         if monitor.against == "previous":
             before = steps.window(start - window, start)
@@ -336,7 +365,9 @@ def run_monitor(
             reference=reference,
             about=about,
             versions=versions,
+            records=steps.records(start, end),
         )
+        steps.forget_before(start - window)
     run.refreshed = _refresh_performance(
         ctx, monitor, now, {w.window.id for w in run.windows}, versions
     )
@@ -419,11 +450,5 @@ def _last(
         reference=reference,
         about=about,
         versions=versions,
+        records=current,
     )
-
-
-def monitors_for(
-    declared: Mapping[str, Monitor], models: list[str], factory: Callable[[str], Monitor]
-) -> list[Monitor]:
-    """The declared monitor of each model, or a default one."""
-    return [declared.get(m) or factory(m) for m in models]

@@ -64,6 +64,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from driftloop.core import clock
+from driftloop.core.duck import cursor
 from driftloop.errors import InputError, StateError
 from driftloop.serving.compaction import compact_partition, fsync_path, live_files
 from driftloop.serving.records import Deferred, probability_lists
@@ -640,15 +641,7 @@ def _day_in(name: str, since: date | None, until: date | None) -> bool:
     return (since is None or day >= since) and (until is None or day <= until)
 
 
-@contextlib.contextmanager
-def _duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
-    """A private in-memory DuckDB connection speaking UTC."""
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        yield con
-    finally:
-        con.close()
+_duckdb = cursor
 
 
 # --- record schemas ---------------------------------------------------------------------
