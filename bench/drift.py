@@ -1,6 +1,7 @@
-"""Drift statistics benchmark (issue 6, first part): every statistic on every column.
+"""Drift statistics benchmark (issue 6): every statistic on every column, and one
+window of the prediction log analysed end to end.
 
-    .venv/bin/python bench/drift.py [--rows 100000] [--repeat 3]
+    .venv/bin/python bench/drift.py [--rows 100000] [--repeat 3] [--files 200]
 
 A reference and a current sample of ``--rows`` rows each, 20 numeric columns (normal,
 lognormal and uniform) and 5 categorical ones (5 to 50 categories), drift injected in
@@ -10,7 +11,18 @@ timed part compares the current sample to them: Kolmogorov-Smirnov, Wasserstein,
 chi-square (numeric: over the reference's bins), PSI and Jensen-Shannon for each
 numeric column, chi-square, PSI and Jensen-Shannon for each categorical one. Prints
 the best time of ``--repeat``, the peak RSS and which columns drifted by each
-statistic; appends a JSON line to bench/results/drift.jsonl.
+statistic.
+
+Then the **window**: a project whose model version carries the reference of the same
+``--rows`` reference rows (fitted untimed, as at training), and a prediction log of
+``--rows`` predictions over one day, in ``--files`` group-commit files as a server
+writes them, with the current sample as inputs (``feature.*``), a prediction and a
+latency per request. Timed: ``project.monitor(model)`` analysing that day — reading
+the log, profiling each hourly step, drift of 26 columns (25 inputs and the
+prediction), data quality, operations, performance (no labels yet), storing the
+figures, writing the HTML report, evaluating the default alert rules — then, with one
+more hour logged, the next window of a sliding day (step 1h), which reads only the new
+hour. Appends a JSON line to bench/results/drift.jsonl.
 """
 
 from __future__ import annotations
@@ -18,8 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +105,89 @@ def compare(refs: dict[str, Any], current: dict[str, Any]) -> dict[str, dict[str
     return out
 
 
+def _log_day(
+    project: Any, current: dict[str, Any], start: datetime, hours: int, files: int, seed: int
+) -> None:
+    """``current`` as the prediction records of ``hours`` hours from ``start``."""
+    import pyarrow as pa
+
+    from driftloop.serving.predictionlog import RecordLog, prediction_table
+
+    rng = np.random.default_rng(seed)
+    rows = len(next(iter(current.values())))
+    bounds = np.linspace(0, rows, files + 1).astype(int)
+    span = timedelta(hours=hours)
+    with RecordLog(project.config.serving.predictions) as log:
+        for i in range(files):
+            a, b = bounds[i], bounds[i + 1]
+            at = start + span * (i + 0.5) / files
+            log.submit(
+                "bench",
+                prediction_table(
+                    request_id=f"r{seed}-{i}",
+                    at=at,
+                    version=1,
+                    role="champion",
+                    prediction=rng.random(b - a),
+                    latency_ms=float(rng.uniform(1, 3)),
+                    features={k: pa.array(v[a:b]) for k, v in current.items()},
+                ),
+            )
+
+
+def window_bench(reference: dict[str, Any], current: dict[str, Any], files: int) -> dict[str, Any]:
+    """Time one day's window end to end, then the next sliding window (see the doc)."""
+    import pyarrow as pa
+
+    from driftloop.monitoring.references import build_reference
+    from driftloop.project import Project
+    from driftloop.registry import models as registry
+
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "driftloop.yaml").write_text("name: bench\n")
+        with Project(folder) as project:
+            rows = len(next(iter(reference.values())))
+            rng = np.random.default_rng(1)
+            ref = build_reference(
+                pa.table(reference), rng.random(rows), rng.integers(0, 2, rows), "binary"
+            )
+            registry.register_version(
+                project.store,
+                "bench",
+                artifact_digest=project.artifacts.put_bytes(b"model"),
+                flavor="sklearn",
+                who="bench",
+                signature={"inputs": [], "output": {"task": "binary", "classes": [0, 1]}},
+                lineage={"reference": project.artifacts.put_bytes(ref.to_bytes())},
+            )
+            _log_day(project, current, day, 24, files, seed=2)
+            start = time.perf_counter()
+            (run,) = project.monitor("bench", window="1d", step="1h", now=day + timedelta(days=1))
+            first = time.perf_counter() - start
+            (window,) = run.windows
+            hour = {k: v[: len(v) // 24] for k, v in current.items()}
+            _log_day(project, hour, day + timedelta(days=1), 1, files // 24 or 1, seed=3)
+            start = time.perf_counter()
+            (slid,) = project.monitor(
+                "bench", window="1d", step="1h", now=day + timedelta(days=1, hours=1)
+            )
+            second = time.perf_counter() - start
+            share = window.get("drift.share")
+            return {
+                "window_rows": window.window.rows,
+                "window_seconds": first,
+                "next_sliding_window_seconds": second,
+                "next_window_rows": slid.windows[0].window.rows,
+                "drifted": (share.details or {}).get("drifted") if share else None,
+            }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--files", type=int, default=200)
     args = parser.parse_args()
     reference, current = samples(args.rows, seed=0)
     refs: dict[str, Any] = {
@@ -118,6 +210,15 @@ def main() -> None:
         drifted = [s for s, d in flags.items() if d]
         mark = "(drift injected)" if name in DRIFTED else ""
         print(f"  {name}: {', '.join(drifted) or '-'} {mark}")
+    window = window_bench(reference, current, args.files)
+    window_peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"prediction-log window of {window['window_rows']:,} rows ({args.files} files), end "
+        f"to end: {window['window_seconds']:.3f} s; next sliding window "
+        f"({window['next_window_rows']:,} rows, one new hour read): "
+        f"{window['next_sliding_window_seconds']:.3f} s; peak RSS {window_peak_mib:.0f} MiB"
+    )
+    print(f"  drifted in the window: {', '.join(window['drifted'] or []) or '-'}")
     RESULTS.parent.mkdir(exist_ok=True)
     with RESULTS.open("a") as out:
         record = {
@@ -127,6 +228,8 @@ def main() -> None:
             "seconds": best,
             "peak_rss_mib": peak_mib,
             "verdicts": verdicts,
+            "window": window,
+            "window_peak_rss_mib": window_peak_mib,
         }
         out.write(json.dumps(record) + "\n")
 

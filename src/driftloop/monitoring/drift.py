@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -41,6 +42,7 @@ from driftloop.monitoring.statistics import (
     ks,
     psi,
     wasserstein,
+    wasserstein_and_ks,
 )
 
 __all__ = ["ColumnDrift", "DriftReport", "TableReference", "adjust_p_values", "detect_drift"]
@@ -54,6 +56,17 @@ _FUNCTIONS = {
     "jensenshannon": jensenshannon,
 }
 _NUMERIC_ONLY = {"ks", "wasserstein"}
+
+
+def float_list(column: pa.ChunkedArray, row: int) -> npt.NDArray[np.float64]:
+    """Row ``row`` of a ``list<double>`` column as a numpy array, without Python floats."""
+    scalar = column[row]
+    if not scalar.is_valid:
+        return np.empty(0)
+    values: npt.NDArray[np.float64] = scalar.values.to_numpy(zero_copy_only=False).astype(
+        np.float64, copy=False
+    )
+    return values
 
 
 def _numeric(type_: pa.DataType) -> bool:
@@ -152,11 +165,13 @@ class TableReference:
         columns: dict[str, NumericReference | CategoricalReference] = {}
         unique: dict[str, int] = {}
         nulls: dict[str, float] = {}
-        for row in table.to_pylist():
+        small = table.drop_columns(["values"]).to_pylist()  # the values stay in Arrow
+        values = table.column("values")
+        for i, row in enumerate(small):
             name = row["column"]
             if row["kind"] == "numeric":
                 columns[name] = NumericReference(
-                    np.asarray(row["values"], dtype=np.float64),
+                    float_list(values, i),
                     float(row["std"]),
                     np.asarray(row["edges"], dtype=np.float64),
                     np.asarray(row["shares"], dtype=np.float64),
@@ -327,13 +342,16 @@ def detect_drift(
         size = sum(values.values()) if isinstance(values, Mapping) else len(values)
         if size == 0 or (kind == "numeric" and not np.isfinite(values).any()):
             continue
-        function: Any = _FUNCTIONS[chosen]
-        statistic: Statistic = function(ref, values, limits[chosen])
-        extra = None
         automatic = name not in (by_column or {}) and kind not in (by_type or {})
-        if decide_by_test and automatic and statistic.p_value is None:
-            test: Any = ks if kind == "numeric" else chisquare
-            extra = test(ref, values, limits["ks" if kind == "numeric" else "chisquare"])
+        extra = None
+        if decide_by_test and automatic and chosen == "wasserstein":
+            statistic, extra = wasserstein_and_ks(ref, values, limits)  # type: ignore[arg-type]
+        else:
+            function: Any = _FUNCTIONS[chosen]
+            statistic = function(ref, values, limits[chosen])
+            if decide_by_test and automatic and statistic.p_value is None:
+                test: Any = ks if kind == "numeric" else chisquare
+                extra = test(ref, values, limits["ks" if kind == "numeric" else "chisquare"])
         results.append((name, kind, statistic, ref, size, extra))
     p_values: list[float] = []
     slots: list[tuple[int, int]] = []  # (result index, 0 = statistic / 1 = extra test)

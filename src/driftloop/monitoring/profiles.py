@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from driftloop.core.duck import cursor
 from driftloop.errors import InputError
+from driftloop.monitoring.drift import float_list
 
 __all__ = [
     "CategoricalColumn",
@@ -271,11 +272,13 @@ class Profile:
             datetime.fromisoformat(meta[b"start"].decode()),
             datetime.fromisoformat(meta[b"end"].decode()),
         )
-        for r in table.to_pylist():
+        big = ("values", "latencies")
+        lists = {name: table.column(name) for name in big}
+        for i, r in enumerate(table.drop_columns(list(big)).to_pylist()):
             section = r["section"]
             if section == "numeric":
                 out.columns[r["name"]] = NumericColumn(
-                    np.asarray(r["values"], dtype=np.float64),
+                    float_list(lists["values"], i),
                     r["count"],
                     r["nulls"],
                     r["nonfinite"],
@@ -296,8 +299,8 @@ class Profile:
                 out.versions[r["version"]] = VersionStats(
                     rows=r["count"],
                     errors=r["nulls"],
-                    predictions=np.asarray(r["values"], dtype=np.float64),
-                    latencies=np.asarray(r["latencies"], dtype=np.float64),
+                    predictions=float_list(lists["values"], i),
+                    latencies=float_list(lists["latencies"], i),
                     roles=dict(zip(r["labels"], r["counts"], strict=True)),
                 )
         return out

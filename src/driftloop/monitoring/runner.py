@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -152,26 +153,59 @@ class _Steps:
             return None
         return self.folder / f"{int((start - _EPOCH).total_seconds() * 1000)}.parquet"
 
-    def get(self, start: datetime) -> Profile:
-        cached = self.memory.get(start)
-        if cached is not None:
-            return cached
-        end = start + self.step
+    def _cached(self, start: datetime) -> Profile | None:
         path = self._path(start)
-        profile = None
         if path is not None and path.is_file():
             try:
-                profile = Profile.from_bytes(path.read_bytes())
+                return Profile.from_bytes(path.read_bytes())
             except InputError:
                 _log.warning("ignoring an unreadable profile cache file %s", path)
+        return None
+
+    def _profile(self, start: datetime, table: pa.Table) -> Profile:
+        end = start + self.step
+        self.tables[start] = table
+        profile = Profile.build(table, start=start, end=end)
+        path = self._path(start)
+        if path is not None and end + SETTLE <= self.now:
+            _write_atomic(path, profile.to_bytes())
+        return profile
+
+    def get(self, start: datetime) -> Profile:
+        profile = self.memory.get(start) or self._cached(start)
         if profile is None:
-            table = self.ctx.log.predictions(self.model, start, end)
-            self.tables[start] = table
-            profile = Profile.build(table, start=start, end=end)
-            if path is not None and end + SETTLE <= self.now:
-                _write_atomic(path, profile.to_bytes())
+            profile = self._profile(
+                start, self.ctx.log.predictions(self.model, start, start + self.step)
+            )
         self.memory[start] = profile
         return profile
+
+    def _prefetch(self, starts: list[datetime]) -> None:
+        """Profile the steps not profiled yet with one read of the log for all of them
+        (one read of a day instead of 24 of an hour each)."""
+        missing = []
+        for at in starts:
+            if at in self.memory:
+                continue
+            cached = self._cached(at)
+            if cached is not None:
+                self.memory[at] = cached
+            else:
+                missing.append(at)
+        if len(missing) < 2:
+            return
+        table = self.ctx.log.predictions(self.model, missing[0], missing[-1] + self.step)
+        micros = (
+            pc.cast(table.column("at"), pa.int64()).to_numpy(zero_copy_only=False)
+            if table.num_rows
+            else np.empty(0, dtype=np.int64)
+        )
+        for at in missing:
+            low, high = (
+                int((t - _EPOCH) / timedelta(microseconds=1)) for t in (at, at + self.step)
+            )
+            a, b = np.searchsorted(micros, [low, high], side="left")
+            self.memory[at] = self._profile(at, table.slice(int(a), int(b - a)))
 
     def _starts(self, start: datetime, end: datetime) -> list[datetime]:
         starts = []
@@ -182,7 +216,9 @@ class _Steps:
         return starts
 
     def window(self, start: datetime, end: datetime) -> Profile:
-        return Profile.merge([self.get(at) for at in self._starts(start, end)])
+        starts = self._starts(start, end)
+        self._prefetch(starts)
+        return Profile.merge([self.get(at) for at in starts])
 
     def records(self, start: datetime, end: datetime) -> pa.Table:
         """The window's records: from the steps read in this run, or from the log."""

@@ -55,6 +55,7 @@ __all__ = [
     "numeric_statistics",
     "psi",
     "wasserstein",
+    "wasserstein_and_ks",
 ]
 
 StatisticName = Literal["ks", "wasserstein", "chisquare", "psi", "jensenshannon"]
@@ -242,6 +243,21 @@ def wasserstein(
 ) -> Statistic:
     """The Wasserstein-1 distance, in reference standard deviations."""
     return _wasserstein(_merge(reference, current), reference.std, threshold)
+
+
+def wasserstein_and_ks(
+    reference: NumericReference,
+    current: npt.ArrayLike,
+    thresholds: dict[str, float] | None = None,
+) -> tuple[Statistic, Statistic]:
+    """:func:`wasserstein` and :func:`ks` of one column, sharing the pooled sort."""
+    limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    cur = _finite(current)
+    merged = _merge(reference, cur)
+    distance_ = _wasserstein(merged, reference.std, limits["wasserstein"])
+    if max(reference.size, cur.size) <= _EXACT_KS_MAX:
+        return distance_, ks(reference, cur, limits["ks"])
+    return distance_, _ks(merged, limits["ks"])
 
 
 def numeric_statistics(
