@@ -282,7 +282,10 @@ def _describe(d: Mapping[str, Any]) -> str:
     test = d.get("test")
     if isinstance(test, Mapping):
         test_label = _LABELS.get(str(test.get("statistic")), str(test.get("statistic")))
-        text += f"; {test_label} {_p_text(test, None)}, D {_g(_number(test, 'value'), 2)}"
+        value_label = "D" if test.get("statistic") == "ks" else "statistic"
+        text += (
+            f"; {test_label} {_p_text(test, None)}, {value_label} {_g(_number(test, 'value'), 2)}"
+        )
     return text
 
 
