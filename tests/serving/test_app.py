@@ -549,6 +549,40 @@ def test_metrics_of_several_workers_are_summed(
         assert sample(samples, "driftloop_loaded_versions") == 2
 
 
+def test_metrics_carry_the_latest_monitoring_window_once_analysed(strict: Server) -> None:
+    """Once a window of the served predictions is analysed, /metrics carries its
+    figures as driftloop_monitoring_ gauges, each series once."""
+    customers = [{"keys": {"customer_id": f"cu_{i + 1:04d}"}} for i in range(40)]
+    predictions(strict, {"instances": customers})  # strict: in the log on answering
+    with Project(strict.project_dir) as project:
+        (run,) = project.monitor(MODEL, last=40)
+    (window,) = run.windows
+    reference = {"model": MODEL, "against": "reference"}
+    rows = "driftloop_monitoring_window_rows"
+    # the figures are cached for a few seconds: an earlier scrape may have read none yet
+    wait_for(lambda: sample(scrape(strict), rows, **reference) == 40, "the window's gauges")
+    text = httpx.get(f"{strict.url}/metrics").text
+    samples = metric_samples(text)
+    assert sample(samples, rows, **reference) == window.window.rows == 40
+    share = window.get("drift.share")
+    assert ("driftloop_monitoring_drift_share", frozenset(reference.items())) in samples
+    assert sample(samples, "driftloop_monitoring_drift_share", **reference) == share.value
+    version = str(window.window.version)
+    errors = window.get("error_rate", version=window.window.version)
+    assert (
+        sample(samples, "driftloop_monitoring_error_rate", **reference, version=version)
+        == errors.value
+    )
+    series = [
+        line.rsplit(" ", 1)[0]
+        for line in text.splitlines()
+        if line.startswith("driftloop_monitoring_")
+    ]
+    assert series
+    assert len(series) == len(set(series))
+    assert text.count("# TYPE driftloop_monitoring_window_rows gauge") == 1
+
+
 # --- the OpenAPI document ---------------------------------------------------------------
 
 ENDPOINTS = {

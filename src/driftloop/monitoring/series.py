@@ -49,6 +49,7 @@ __all__ = [
     "WindowMetrics",
     "get_window",
     "last_end",
+    "latest_windows",
     "list_windows",
     "metrics_of",
     "record_window",
@@ -249,6 +250,30 @@ def list_windows(
     with store.connect() as conn:
         rows = conn.execute(query).all()
     return [_window(r) for r in reversed(rows)]
+
+
+def latest_windows(store: MetadataStore) -> list[Window]:
+    """The latest window of each model and comparison (``against``), in one query,
+    ordered by model and comparison; "latest" as in :func:`list_windows` (the latest end,
+    then the latest start)."""
+    t = monitoring_windows
+    recency = (
+        sa.func.row_number()
+        .over(
+            partition_by=(t.c.model, t.c.against),
+            order_by=(t.c.end.desc(), t.c.start.desc(), t.c.id.desc()),
+        )
+        .label("recency")
+    )
+    ranked = sa.select(t, recency).subquery()
+    query = (
+        sa.select(*(ranked.c[c.name] for c in t.columns))
+        .where(ranked.c.recency == 1)
+        .order_by(ranked.c.model, ranked.c.against)
+    )
+    with store.connect() as conn:
+        rows = conn.execute(query).all()
+    return [_window(r) for r in rows]
 
 
 def get_window(store: MetadataStore, window_id: int) -> Window | None:

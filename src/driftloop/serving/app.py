@@ -42,6 +42,7 @@ from starlette.routing import Route
 
 from driftloop import __version__
 from driftloop.errors import DriftloopError, InputError
+from driftloop.monitoring.prometheus import MonitoringCollector
 from driftloop.project import Project
 from driftloop.serving.engine import Engine
 from driftloop.serving.metrics import CONTENT_TYPE, ServerMetrics
@@ -139,6 +140,7 @@ def create_app(project: Project, *, engine: Engine | None = None) -> Starlette:
     """The server's ASGI app for ``project`` (started and stopped by its lifespan)."""
     engine = engine or Engine(project, metrics=ServerMetrics())
     metrics = engine.metrics
+    metrics.add_collector(MonitoringCollector(engine.project.store))
     limit = engine.config.max_body_bytes
     openapi = orjson.dumps(openapi_document(__version__))
 
@@ -212,7 +214,8 @@ def create_app(project: Project, *, engine: Engine | None = None) -> Starlette:
         return _json({"status": "ok", "reasons": []})
 
     async def prometheus(_request: Request) -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        # off the event loop: the monitoring gauges may query the metadata store
+        return Response(await asyncio.to_thread(metrics.render), media_type=CONTENT_TYPE)
 
     async def openapi_json(_request: Request) -> Response:
         return Response(openapi, media_type=_JSON)

@@ -4,6 +4,11 @@ With several worker processes, ``driftloop serve`` points ``PROMETHEUS_MULTIPROC
 at a fresh folder before the workers start: each worker then writes its values to
 memory-mapped files there and a scrape of ``/metrics`` (answered by any one worker)
 sums all of them. In a single process the values live in memory.
+
+Collectors added with :meth:`ServerMetrics.add_collector` read a source the workers
+share — the monitoring gauges of :mod:`driftloop.monitoring.prometheus` read the
+metadata store — so they are collected once per scrape, by the worker answering it,
+and never summed.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prom_multiprocess
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE", "ServerMetrics"]
 
@@ -102,6 +108,14 @@ class ServerMetrics:
             **gauge_mode,
         )
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._shared: list[Collector] = []
+
+    def add_collector(self, collector: Collector) -> None:
+        """Collect ``collector`` once in every scrape (a source shared by the workers,
+        not a per-worker value)."""
+        self._shared.append(collector)
+        if not _multiprocess():
+            self.registry.register(collector)
 
     def request(self, endpoint: str, status: int, seconds: float) -> None:
         key = ("r", endpoint, status)
@@ -133,6 +147,8 @@ class ServerMetrics:
         if _multiprocess():
             registry = CollectorRegistry()
             prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            for collector in self._shared:
+                registry.register(collector)
             return generate_latest(registry)
         return generate_latest(self.registry)
 
