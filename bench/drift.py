@@ -106,7 +106,7 @@ def compare(refs: dict[str, Any], current: dict[str, Any]) -> dict[str, dict[str
 
 
 def _log_day(
-    project: Any, current: dict[str, Any], start: datetime, hours: int, files: int, seed: int
+    project: Any, current: dict[str, Any], start: datetime, *, hours: int, files: int, seed: int
 ) -> None:
     """``current`` as the prediction records of ``hours`` hours from ``start``."""
     import pyarrow as pa
@@ -161,13 +161,15 @@ def window_bench(reference: dict[str, Any], current: dict[str, Any], files: int)
                 signature={"inputs": [], "output": {"task": "binary", "classes": [0, 1]}},
                 lineage={"reference": project.artifacts.put_bytes(ref.to_bytes())},
             )
-            _log_day(project, current, day, 24, files, seed=2)
+            _log_day(project, current, day, hours=24, files=files, seed=2)
             start = time.perf_counter()
             (run,) = project.monitor("bench", window="1d", step="1h", now=day + timedelta(days=1))
             first = time.perf_counter() - start
             (window,) = run.windows
             hour = {k: v[: len(v) // 24] for k, v in current.items()}
-            _log_day(project, hour, day + timedelta(days=1), 1, files // 24 or 1, seed=3)
+            _log_day(
+                project, hour, day + timedelta(days=1), hours=1, files=files // 24 or 1, seed=3
+            )
             start = time.perf_counter()
             (slid,) = project.monitor(
                 "bench", window="1d", step="1h", now=day + timedelta(days=1, hours=1)

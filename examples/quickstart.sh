@@ -143,6 +143,8 @@ with Client(f"http://127.0.0.1:{sys.argv[1]}") as client:
     for i, p in enumerate(answer.predictions, 1):
         print(f"cu_{i:04d}: version {p.version} ({p.role}), P(fraud) = {p.score:.3f}")
     print("labels stored:", client.feedback("fraud", False, request_id="demo-1"))
+    batch = client.predict("fraud", [{"keys": {"customer_id": f"cu_{i:04d}"}} for i in range(1, 301)])
+    print(f"a batch of {len(batch.predictions)} predictions for monitoring")
 PY
 curl -sf "http://127.0.0.1:$PORT/metrics" | grep '^driftloop_predictions_total'
 kill "$SERVER" && wait "$SERVER" || true
@@ -152,6 +154,10 @@ from driftloop.serving.predictionlog import read_log
 log = read_log(".driftloop/predictions", "fraud")
 print(f"prediction log: {log.num_rows} records; columns: {', '.join(log.column_names[:9])}, ...")
 PY
+
+step "Monitor the latest 300 predictions against the training data of the version that served them"
+driftloop monitor run fraud --last 300
+driftloop monitor alerts fraud
 
 step "Project status"
 driftloop status
