@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,8 +41,9 @@ COLUMN_DRIFT = AlertRule("drift.detected", 0.5, column="*", for_windows=2, name=
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[MetadataStore]:
-    store = MetadataStore.open(f"sqlite:///{tmp_path / 'metadata.db'}")
+def store(metadata_url: str) -> Iterator[MetadataStore]:
+    """A metadata store on SQLite, then on PostgreSQL."""
+    store = MetadataStore.open(metadata_url)
     yield store
     store.close()
 

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from driftloop.core.metadata import MetadataStore
-from driftloop.monitoring.series import MetricValue, Window, latest_windows, record_window
+from driftloop.monitoring.series import (
+    MetricValue,
+    Window,
+    last_end,
+    latest_windows,
+    list_windows,
+    metrics_of,
+    record_window,
+    replace_metrics,
+    series,
+)
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[MetadataStore]:
-    store = MetadataStore.open(f"sqlite:///{tmp_path / 'metadata.db'}")
+def store(metadata_url: str) -> Iterator[MetadataStore]:
+    """A metadata store on SQLite, then on PostgreSQL."""
+    store = MetadataStore.open(metadata_url)
     yield store
     store.close()
 
@@ -59,3 +69,46 @@ def test_latest_windows_gives_the_latest_window_of_each_model_and_comparison(
 
 def test_latest_windows_of_an_empty_store_is_empty(store: MetadataStore) -> None:
     assert latest_windows(store) == []
+
+
+def test_a_window_analysed_again_keeps_its_id_and_replaces_its_figures(
+    store: MetadataStore,
+) -> None:
+    first = record(store, "fraud", "reference", 0, 1, rows=10)
+    again = record(store, "fraud", "reference", 0, 1, rows=12)
+    assert again.id == first.id
+    (only,) = list_windows(store, "fraud")
+    assert only.rows == 12
+    (found,) = metrics_of(store, [only])
+    assert [m.value for m in found.metrics] == [12.0]
+
+
+def test_a_figure_over_the_windows_is_a_time_series_oldest_first(store: MetadataStore) -> None:
+    for hour in range(5):
+        record(store, "fraud", "reference", hour, hour + 1, rows=hour)
+    record(store, "fraud", "previous", 0, 1, rows=99)
+    points = series(store, "fraud", "rows", against="reference")
+    assert [m.value for _, m in points] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert [m.value for _, m in series(store, "fraud", "rows", limit=2)] == [3.0, 4.0]
+    assert last_end(store, "fraud", "reference") == T0 + 5 * HOUR
+    assert last_end(store, "churn", "reference") is None
+
+
+def test_replacing_a_prefix_keeps_the_other_figures(store: MetadataStore) -> None:
+    window = record(store, "fraud", "reference", 0, 1)
+    replace_metrics(
+        store,
+        window.id,
+        "performance.",
+        [MetricValue("performance.roc_auc", 0.8, version=1, details={"labelled": 40})],
+    )
+    replace_metrics(
+        store,
+        window.id,
+        "performance.",
+        [MetricValue("performance.roc_auc", 0.7, version=1, details={"labelled": 90})],
+    )
+    (found,) = metrics_of(store, [window])
+    assert found.get("rows").value == 10.0
+    auc = found.get("performance.roc_auc", version=1)
+    assert (auc.value, auc.details) == (0.7, {"labelled": 90})

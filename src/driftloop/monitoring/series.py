@@ -172,7 +172,7 @@ def record_window(
     report: str | None = None,
 ) -> Window:
     """Store a window and its figures in one transaction; a window analysed again (same
-    model, comparison and bounds) replaces the earlier result."""
+    model, comparison and bounds) keeps its id and replaces the earlier figures."""
     t = monitoring_windows
     with store.transaction() as conn:
         old = conn.execute(
@@ -180,24 +180,23 @@ def record_window(
                 t.c.model == model, t.c.against == against, t.c.start == start, t.c.end == end
             )
         ).scalar_one_or_none()
-        if old is not None:
+        values = {
+            "rows": rows,
+            "version": version,
+            "reference": reference,
+            "computed_at": clock.now(),
+            "report": report,
+        }
+        if old is not None:  # analysed again: same id (alerts refer to it), new figures
+            window_id = old
             conn.execute(sa.delete(monitoring_metrics).where(monitoring_metrics.c.window_id == old))
-            conn.execute(sa.delete(t).where(t.c.id == old))
-        window_id = conn.execute(
-            sa.insert(t)
-            .values(
-                model=model,
-                against=against,
-                start=start,
-                end=end,
-                rows=rows,
-                version=version,
-                reference=reference,
-                computed_at=clock.now(),
-                report=report,
-            )
-            .returning(t.c.id)
-        ).scalar_one()
+            conn.execute(sa.update(t).where(t.c.id == old).values(**values))
+        else:
+            window_id = conn.execute(
+                sa.insert(t)
+                .values(model=model, against=against, start=start, end=end, **values)
+                .returning(t.c.id)
+            ).scalar_one()
         if metrics:
             conn.execute(sa.insert(monitoring_metrics), _metric_rows(window_id, model, metrics))
         row = conn.execute(sa.select(t).where(t.c.id == window_id)).one()
