@@ -461,8 +461,38 @@ def test_a_test_statistic_is_described_by_its_adjusted_p_value_and_effect_size(
             MetricValue("quality.type_errors", 37.0),
             "37 values not readable as the reference's type",
         ),
+        (
+            MetricValue(
+                "quality.contract",
+                0.04,
+                details={
+                    "source": "transactions",
+                    "contract_version": 2,
+                    "min": 0.0,
+                    "max": 1e5,
+                    "allowed": None,
+                    "below": 40,
+                    "above": 0,
+                },
+            ),
+            "4% of values outside the transactions contract (v2)'s range [0, 1e5] "
+            "(40 below, 0 above)",
+        ),
+        (
+            MetricValue(
+                "quality.contract",
+                0.06,
+                details={
+                    "source": "transactions",
+                    "contract_version": 1,
+                    "allowed": ["web", "app", "pos"],
+                    "values": [{"value": "kiosk", "count": 60}],
+                },
+            ),
+            "6% of values not allowed by the transactions contract (v1): kiosk (60)",
+        ),
     ],
-    ids=["null rate", "out of range", "unseen", "type errors"],
+    ids=["null rate", "out of range", "unseen", "type errors", "contract range", "allowed"],
 )
 def test_the_diagnosis_is_data_quality_when_a_quality_figure_explains_the_drift(
     store: MetadataStore, quality: MetricValue, named: str

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from driftloop.errors import InputError
 from driftloop.evaluation.metrics import compute_metrics
 from driftloop.evaluation.slices import slice_metrics
+from driftloop.monitoring.contracts import ContractCheck
 from driftloop.monitoring.definitions import Monitor
 from driftloop.monitoring.drift import ColumnDrift, TableReference, detect_drift
 from driftloop.monitoring.profiles import CategoricalColumn, NumericColumn, Profile, as_kind
@@ -161,7 +162,37 @@ def _drift(profile: Profile, reference: TableReference, monitor: Monitor) -> lis
     return out
 
 
-def _quality(profile: Profile, reference: TableReference | None) -> list[MetricValue]:
+def _contract(
+    column: NumericColumn | CategoricalColumn, check: ContractCheck
+) -> MetricValue | None:
+    """Values the source's contract does not allow: outside its range, or not among its
+    allowed values."""
+    details = check.to_dict()
+    count = max(column.count, 1)
+    if isinstance(column, NumericColumn) and (check.min is not None or check.max is not None):
+        values = column.values
+        below = int(np.searchsorted(values, check.min, "left")) if check.min is not None else 0
+        above = (
+            int(values.size - np.searchsorted(values, check.max, "right"))
+            if check.max is not None
+            else 0
+        )
+        details.update(below=below, above=above)
+        return MetricValue("quality.contract", (below + above) / count, "", None, details)
+    if isinstance(column, CategoricalColumn) and check.allowed is not None:
+        allowed = set(check.allowed)
+        bad = {k: n for k, n in column.counts.items() if k not in allowed and k != "null"}
+        top = sorted(bad.items(), key=lambda kv: (-kv[1], kv[0]))[:_TOP_CHANGES]
+        details["values"] = [{"value": k, "count": n} for k, n in top]
+        return MetricValue("quality.contract", sum(bad.values()) / count, "", None, details)
+    return None
+
+
+def _quality(
+    profile: Profile,
+    reference: TableReference | None,
+    contracts: Mapping[str, ContractCheck] | None = None,
+) -> list[MetricValue]:
     out: list[MetricValue] = []
     for name, logged in sorted(profile.columns.items()):
         ref = reference.columns.get(name) if reference is not None else None
@@ -177,6 +208,10 @@ def _quality(profile: Profile, reference: TableReference | None) -> list[MetricV
             MetricValue("quality.null_rate", bad / count, name, None, {"reference": ref_null})
         )
         out.append(MetricValue("quality.type_errors", float(column.type_errors), name))
+        check = (contracts or {}).get(name)
+        found = _contract(column, check) if check is not None else None
+        if found is not None:
+            out.append(MetricValue(found.metric, found.value, name, None, found.details))
         if isinstance(column, NumericColumn) and isinstance(ref, NumericReference):
             low, high = float(ref.sorted_values[0]), float(ref.sorted_values[-1])
             below = int(np.searchsorted(column.values, low, side="left"))
@@ -234,14 +269,18 @@ def _operations(profile: Profile) -> list[MetricValue]:
 
 
 def analyse(
-    profile: Profile, reference: TableReference | None, monitor: Monitor
+    profile: Profile,
+    reference: TableReference | None,
+    monitor: Monitor,
+    contracts: Mapping[str, ContractCheck] | None = None,
 ) -> list[MetricValue]:
     """Drift (when there is a reference and at least ``monitor.min_rows`` predictions),
-    data quality and operational figures of a window."""
+    data quality (against the reference and the sources' ``contracts``) and operational
+    figures of a window."""
     out = [MetricValue("rows", float(profile.rows))]
     if reference is not None and profile.rows >= monitor.min_rows:
         out += _drift(profile, reference, monitor)
-    out += _quality(profile, reference)
+    out += _quality(profile, reference, contracts)
     out += _operations(profile)
     return out
 

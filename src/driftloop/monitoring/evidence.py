@@ -54,6 +54,7 @@ SHARE_METRICS = frozenset(
         "error_rate",
         "quality.missing_rate",
         "quality.null_rate",
+        "quality.contract",
         "quality.out_of_range",
         "quality.unseen",
     }
@@ -347,6 +348,20 @@ def _unseen(value: float, d: Mapping[str, Any]) -> tuple[bool, str]:
     return value > UNSEEN_SHARE, text
 
 
+def _contract(value: float, d: Mapping[str, Any]) -> tuple[bool, str]:
+    where = f"the {d.get('source')} contract (v{d.get('contract_version')})"
+    if d.get("allowed") is not None:
+        values = [c for c in d.get("values") or [] if isinstance(c, Mapping)][:3]
+        text = f"{_pct(value)} of values not allowed by {where}"
+        if values:
+            text += ": " + ", ".join(f"{c.get('value')} ({c.get('count')})" for c in values)
+    else:
+        bounds = f"[{_g(_number(d, 'min'))}, {_g(_number(d, 'max'))}]"
+        text = f"{_pct(value)} of values outside {where}'s range {bounds}"
+        text += f" ({d.get('below', 0)} below, {d.get('above', 0)} above)"
+    return value > 0, text
+
+
 def _type_errors(value: float, d: Mapping[str, Any]) -> tuple[bool, str]:
     values = "value" if value == 1 else "values"
     return value > 0, f"{value:.0f} {values} not readable as the reference's type"
@@ -357,6 +372,7 @@ _QUALITY = {
     "quality.out_of_range": _out_of_range,
     "quality.unseen": _unseen,
     "quality.type_errors": _type_errors,
+    "quality.contract": _contract,
 }
 """Each quality figure: whether it makes a drifted column a data quality problem, and
 what to say about it."""

@@ -55,6 +55,7 @@ _QUALITY = (
     "quality.out_of_range",
     "quality.unseen",
     "quality.type_errors",
+    "quality.contract",
     "quality.missing_rate",
 )
 _COUNTS = ("performance.labelled", "performance.awaiting")
@@ -369,6 +370,28 @@ def _unseen(metric: MetricValue | None) -> str:
     return f"<td>{_more(shown, len(categories)) or DASH}</td>"
 
 
+def _contract(metric: MetricValue | None) -> str:
+    """The share the source's contract forbids, and what it says."""
+    if metric is None:
+        return f'<td class="num">{DASH}</td><td>{DASH}</td>'
+    d = _details(metric)
+    where = f"{d.get('source')} v{d.get('contract_version')}"
+    if d.get("allowed") is not None:
+        values = [c for c in d.get("values") or [] if isinstance(c, Mapping)]
+        shown = [
+            f"<code>{_e(shorten(str(c.get('value')), 32))}</code> ({_e(_count(c.get('count')))})"
+            for c in values[:_SHOWN]
+        ]
+        said = f"{_e(where)}: not allowed " + (_more(shown, len(values)) or DASH)
+    else:
+        said = (
+            f"{_e(where)}: [{_e(format_number(d.get('min')))}, "
+            f"{_e(format_number(d.get('max')))}], {_e(_count(d.get('below')))} below, "
+            f"{_e(_count(d.get('above')))} above"
+        )
+    return _cell(_percent(metric.value)) + f"<td>{said}</td>"
+
+
 def _out_of_range(metric: MetricValue | None) -> str:
     if metric is None:
         return f'<td class="num">{DASH}</td><td>{DASH}</td>'
@@ -397,7 +420,8 @@ def _quality(found: WindowMetrics) -> str:
     if not by_column:
         return f'<h2>Data quality</h2>{overall}<p class="note">No quality figures.</p>'
     header = ["Column", "Nulls", "Nulls (reference)", "Out of range", "Reference range"]
-    header += ["Unseen", "Unseen categories", "Type errors", "Missing inputs"]
+    header += ["Unseen", "Unseen categories", "Type errors", "Against contract", "Contract"]
+    header += ["Missing inputs"]
     rows = []
     for column in sorted(by_column):
         figures = by_column[column]
@@ -409,6 +433,7 @@ def _quality(found: WindowMetrics) -> str:
         cells += _out_of_range(figures.get("quality.out_of_range"))
         cells += _cell(_percent(unseen.value) if unseen else DASH) + _unseen(unseen)
         cells += _cell(_count(errors.value) if errors else DASH)
+        cells += _contract(figures.get("quality.contract"))
         cells += _cell(_percent(absent.value) if absent else DASH)
         rows.append(f"<tr>{cells}</tr>")
     return f"<h2>Data quality</h2>{overall}{html_table(header, rows)}"

@@ -40,6 +40,7 @@ from driftloop.errors import InputError, NotFoundError
 from driftloop.monitoring import alerts as alerting
 from driftloop.monitoring import series
 from driftloop.monitoring.analysis import analyse, performance, reference_from_profile
+from driftloop.monitoring.contracts import ContractCheck, contract_checks
 from driftloop.monitoring.definitions import Monitor
 from driftloop.monitoring.drift import TableReference
 from driftloop.monitoring.html import write_window_report
@@ -253,6 +254,7 @@ class _Versions:
     def __init__(self, ctx: MonitorContext, model: str) -> None:
         self.ctx, self.model = ctx, model
         self.found: dict[int, registry.ModelVersion | None] = {}
+        self.checks: dict[int, dict[str, ContractCheck]] = {}
 
     def get(self, version: int) -> registry.ModelVersion | None:
         if version not in self.found:
@@ -261,6 +263,16 @@ class _Versions:
             except NotFoundError:
                 self.found[version] = None
         return self.found[version]
+
+    def contracts(self, version: int | None) -> dict[str, ContractCheck]:
+        if version is None:
+            return {}
+        found = self.get(version)
+        if found is None:
+            return {}
+        if version not in self.checks:
+            self.checks[version] = contract_checks(self.ctx.store, found.signature)
+        return self.checks[version]
 
     def output(self, version: int) -> Mapping[str, Any] | None:
         found = self.get(version)
@@ -306,7 +318,7 @@ def _finish(
     versions: _Versions,
     records: pa.Table,
 ) -> None:
-    metrics = analyse(profile, reference, monitor)
+    metrics = analyse(profile, reference, monitor, versions.contracts(profile.main_version))
     labelled = ctx.log.join_labels(monitor.model, records, start) if records.num_rows else records
     metrics += performance(labelled, versions.output, monitor, profile.main_version)
     window = series.record_window(
