@@ -338,3 +338,14 @@ def test_an_alert_rule_with_a_bad_field_is_a_definition_error(
 
     with pytest.raises(DefinitionError, match=message):
         AlertRule("drift.share", **{"threshold": 0.3, **fields})
+
+
+def test_the_last_n_predictions_compared_with_the_n_before_them(monitored: Monitored) -> None:
+    monitored.serve(T0, 5, 100, seed=1)
+    monitored.serve(T0 + timedelta(hours=5), 5, 100, seed=2, shift=1.0)
+    (run,) = monitored.project.monitor(
+        MODEL, last=500, against="previous", now=T0 + timedelta(hours=10)
+    )
+    (window,) = run.windows
+    assert window.window.reference == {"kind": "previous", "rows": 500, "last": 500}
+    assert window.get("drift.detected", "feature.amount").value == 1.0

@@ -370,6 +370,22 @@ def _refresh_performance(
     return refreshed
 
 
+def _compared_with(
+    monitor: Monitor,
+    versions: _Versions,
+    profile: Profile,
+    before: Profile | None,
+    span: dict[str, Any],
+) -> tuple[TableReference | None, dict[str, Any]]:
+    """What a window is compared with, and how that is recorded: the profile of the
+    window before it, or the reference of the version that served most of it."""
+    if monitor.against != "previous":
+        return versions.reference(profile.main_version)
+    rows = before.rows if before is not None else 0
+    reference = reference_from_profile(before) if before is not None and rows else None
+    return reference, {"kind": "previous", **span, "rows": rows}
+
+
 def run_monitor(
     ctx: MonitorContext,
     monitor: Monitor,
@@ -392,17 +408,14 @@ def run_monitor(
         if not profile.versions:
             steps.forget_before(start - window)
             continue  # nothing was served in this window
-        if monitor.against == "previous":
-            before = steps.window(start - window, start)
-            reference = reference_from_profile(before) if before.rows else None
-            about: dict[str, Any] = {
-                "kind": "previous",
-                "start": (start - window).isoformat(),
-                "end": start.isoformat(),
-                "rows": before.rows,
-            }
-        else:
-            reference, about = versions.reference(profile.main_version)
+        before = steps.window(start - window, start) if monitor.against == "previous" else None
+        reference, about = _compared_with(
+            monitor,
+            versions,
+            profile,
+            before,
+            {"start": (start - window).isoformat(), "end": start.isoformat()},
+        )
         _finish(
             ctx,
             monitor,
@@ -474,19 +487,13 @@ def _last(
     start = at[0].as_py()
     end = at[-1].as_py() + timedelta(microseconds=1)
     profile = Profile.build(current, start=start, end=end)
-    if monitor.against == "previous":
-        earlier, _ = _last_rows(before, rows)
-        before_profile = (
-            Profile.build(earlier, start=start, end=start) if earlier.num_rows else None
-        )
-        reference = (
-            reference_from_profile(before_profile)
-            if before_profile is not None and before_profile.rows
-            else None
-        )
-        about: dict[str, Any] = {"kind": "previous", "rows": earlier.num_rows}
-    else:
-        reference, about = versions.reference(profile.main_version)
+    earlier = _last_rows(before, rows)[0] if monitor.against == "previous" else None
+    before_profile = (
+        Profile.build(earlier, start=start, end=start)
+        if earlier is not None and earlier.num_rows
+        else None
+    )
+    reference, about = _compared_with(monitor, versions, profile, before_profile, {})
     about["last"] = rows
     _finish(
         ctx,
