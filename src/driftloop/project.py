@@ -180,19 +180,43 @@ def _load_definitions(path: Path) -> Definitions:
 class _ProjectLog:
     """The project's prediction and feedback logs, as monitoring reads them."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.config = project.config
+        self._labels: dict[tuple[str, datetime], pa.Table | None] = {}
 
     def predictions(self, model: str, since: datetime, until: datetime) -> pa.Table:
         from driftloop.serving.predictionlog import read_log
 
         return read_log(self.config.serving.predictions, model, since=since, until=until)
 
-    def join_labels(self, model: str, table: pa.Table, since: datetime) -> pa.Table:
+    def _source_rows(self, model: str, now: datetime) -> pa.Table | None:
+        """The label rows of the model's label source known at ``now`` (read once)."""
+        from driftloop.monitoring.labels import known_labels
+
+        key = (model, now)
+        if key not in self._labels:
+            spec = self.project.definitions.models.get(model)
+            self._labels[key] = (
+                None if spec is None else known_labels(self.project._features(), spec, now=now)
+            )
+        return self._labels[key]
+
+    def join_labels(self, model: str, table: pa.Table, since: datetime, now: datetime) -> pa.Table:
+        from driftloop.monitoring.labels import as_feedback
         from driftloop.serving.predictionlog import join_feedback, read_log
 
         # a label is received after its prediction: older feedback cannot apply
-        return join_feedback(table, read_log(self.config.serving.feedback, model, since=since))
+        feedback = read_log(self.config.serving.feedback, model, since=since)
+        rows = self._source_rows(model, now)
+        spec = self.project.definitions.models.get(model)
+        if rows is not None and spec is not None and rows.num_rows:
+            labels = as_feedback(spec, rows, model=model, since=since)
+            keys = [c for c in labels.column_names if c.startswith("key.")]
+            if labels.num_rows and all(k in table.column_names for k in keys):
+                parts = [feedback, labels] if feedback.num_rows else [labels]
+                feedback = pa.concat_tables(parts, promote_options="permissive")
+        return join_feedback(table, feedback)
 
     def first_day(self, model: str) -> date | None:
         days = sorted((self.config.serving.predictions / f"model={model}").glob("date=*"))
@@ -893,7 +917,7 @@ class Project:
         return MonitorContext(
             store=self.store,
             artifacts=self.artifacts,
-            log=_ProjectLog(self.config),
+            log=_ProjectLog(self),
             profiles=settings.profiles,
             reports=settings.reports,
             delivery=Delivery(webhook=webhook),

@@ -78,8 +78,9 @@ def encode_labels(
 ) -> npt.NDArray[np.float64]:
     """Labels received as feedback (numbers in ``label``, text in ``label_text``) in the
     space the version's predictions are in: for a binary model 1.0 for its positive class
-    and 0.0 for the other, for a multiclass one the class index, for a regressor the
-    value; NaN where no label arrived or the label is not one of the classes."""
+    and 0.0 for the other (a label naming a class, compared as text, or else the number
+    1 or 0), for a multiclass one the class index, for a regressor the value; NaN where
+    no label arrived or the label is not one of the classes."""
     task = output.get("task")
     n = len(labels) if labels is not None else len(label_text or [])
     numbers = (
@@ -110,6 +111,10 @@ def encode_labels(
     out = np.full(n, np.nan)
     found = ~np.isnan(position.astype(np.float64))
     out[found] = index[position[found].astype(np.int64)]
+    if task == "binary":
+        # a label of 1 or 0 that names no class is the positive or the negative class
+        bare = np.isnan(out) & ((numbers == 0.0) | (numbers == 1.0))
+        out[bare] = numbers[bare]
     return out
 
 

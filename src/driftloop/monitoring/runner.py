@@ -66,9 +66,10 @@ class LogReader(Protocol):
         """Records of ``model`` with ``since <= at < until``, ordered by time."""
         ...
 
-    def join_labels(self, model: str, table: pa.Table, since: datetime) -> pa.Table:
+    def join_labels(self, model: str, table: pa.Table, since: datetime, now: datetime) -> pa.Table:
         """``table`` (records of ``model`` made at or after ``since``) joined with the
-        labels received for them (``label``, ``label_text``; null while awaited)."""
+        labels known for them at ``now`` (``label``, ``label_text``; null while awaited):
+        feedback received, and the model's label source."""
         ...
 
     def first_day(self, model: str) -> date | None:
@@ -317,9 +318,12 @@ def _finish(
     about: dict[str, Any],
     versions: _Versions,
     records: pa.Table,
+    now: datetime,
 ) -> None:
     metrics = analyse(profile, reference, monitor, versions.contracts(profile.main_version))
-    labelled = ctx.log.join_labels(monitor.model, records, start) if records.num_rows else records
+    labelled = (
+        ctx.log.join_labels(monitor.model, records, start, now) if records.num_rows else records
+    )
     metrics += performance(labelled, versions.output, monitor, profile.main_version)
     window = series.record_window(
         ctx.store,
@@ -360,7 +364,7 @@ def _refresh_performance(
             continue
         records = ctx.log.predictions(monitor.model, found.window.start, found.window.end)
         labelled = (
-            ctx.log.join_labels(monitor.model, records, found.window.start)
+            ctx.log.join_labels(monitor.model, records, found.window.start, now)
             if records.num_rows
             else records
         )
@@ -427,6 +431,7 @@ def run_monitor(
             about=about,
             versions=versions,
             records=steps.records(start, end),
+            now=now,
         )
         steps.forget_before(start - window)
     run.refreshed = _refresh_performance(
@@ -506,4 +511,5 @@ def _last(
         about=about,
         versions=versions,
         records=current,
+        now=now,
     )

@@ -46,7 +46,9 @@ __all__ = [
 ]
 
 _TS = pa.timestamp("us", tz="UTC")
-_KNOWN = "__label_known_at"
+KNOWN_AT = "__label_known_at"
+"""The column :func:`label_rows` adds: when each row's label became known."""
+_KNOWN = KNOWN_AT
 
 
 @dataclass(frozen=True)
