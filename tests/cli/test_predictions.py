@@ -73,6 +73,26 @@ def test_the_summary_counts_predictions_per_version_and_role(shop: Path) -> None
     assert champion["latency_ms_max"] == pytest.approx(3.0)
 
 
+def test_failed_predictions_are_counted_per_version(shop: Path) -> None:
+    with RecordLog(Project(shop).config.serving.predictions) as log:
+        log.submit(
+            "fraud",
+            prediction_table(
+                request_id="f",
+                at=T0,
+                version=2,
+                role="canary",
+                prediction=[float("nan")] * 2,
+                latency_ms=1.0,
+                error="ValueError: boom",
+            ),
+        )
+    body = json.loads(cli(shop, "predictions", "fraud", "--json").stdout)
+    errors = {(s["version"], s["role"]): s["errors"] for s in body["summary"]}
+    assert errors == {(1, "champion"): 0, (2, "canary"): 2}
+    assert "errors" in cli(shop, "predictions", "fraud").stdout
+
+
 def test_labels_joined_and_predictions_still_waiting_are_counted(shop: Path) -> None:
     result = cli(shop, "predictions", "fraud", "--labelled")
     assert result.exit_code == 0, result.output

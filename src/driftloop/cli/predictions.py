@@ -41,6 +41,8 @@ def _summary(log: pa.Table, labelled: bool) -> list[dict[str, Any]]:
     ]
     if labelled:
         aggregates.append(("label", "count"))
+    if "error" in log.column_names:
+        aggregates.append(("error", "count"))
     grouped = log.group_by(["model", "version", "role"]).aggregate(aggregates)
     grouped = grouped.sort_by([("model", "ascending"), ("version", "ascending")])
     rows = []
@@ -54,6 +56,7 @@ def _summary(log: pa.Table, labelled: bool) -> list[dict[str, Any]]:
             "latency_ms_max": row["latency_ms_max"],
             "first": row["at_min"],
             "last": row["at_max"],
+            "errors": row.get("error_count", 0),
         }
         if labelled:
             entry["labelled"] = row["label_count"]
@@ -115,7 +118,8 @@ def predictions(
     if not summary:
         out.print("no predictions logged" + (f" for {model}" if model else ""))
         return
-    columns = ["model", "version", "role", "predictions", "mean ms", "max ms", "first", "last"]
+    columns = ["model", "version", "role", "predictions", "errors", "mean ms", "max ms"]
+    columns += ["first", "last"]
     if labelled:
         columns.append("labelled")
     rows = []
@@ -125,6 +129,7 @@ def predictions(
             f"v{s['version']}",
             s["role"],
             fmt_count(s["predictions"]),
+            fmt_count(s["errors"]),
             f"{s['latency_ms_mean']:.2f}",
             f"{s['latency_ms_max']:.2f}",
             fmt_time(s["first"]),
