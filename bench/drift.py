@@ -22,16 +22,24 @@ the log, profiling each hourly step, drift of 26 columns (25 inputs and the
 prediction), data quality, operations, performance (no labels yet), storing the
 figures, writing the HTML report, evaluating the default alert rules — then, with one
 more hour logged, the next window of a sliding day (step 1h), which reads only the new
-hour. Appends a JSON line to bench/results/drift.jsonl.
+hour.
+
+Last, **false alarms**: 200 hourly windows of 100 predictions drawn from the
+reference's own distributions (the 17 numeric columns without injected drift),
+analysed by driftloop's default decision and by Evidently's choice alone; the share of
+(window, column) pairs flagged. Appends a JSON line to bench/results/drift.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import resource
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -135,54 +143,88 @@ def _log_day(
             )
 
 
-def window_bench(reference: dict[str, Any], current: dict[str, Any], files: int) -> dict[str, Any]:
-    """Time one day's window end to end, then the next sliding window (see the doc)."""
+@contextlib.contextmanager
+def _project(folder: Path, reference: dict[str, Any]) -> Iterator[Any]:
+    """A project whose model ``bench`` v1 carries the reference of ``reference``."""
     import pyarrow as pa
 
     from driftloop.monitoring.references import build_reference
     from driftloop.project import Project
     from driftloop.registry import models as registry
 
+    (folder / "driftloop.yaml").write_text("name: bench\n")
+    with Project(folder) as project:
+        rows = len(next(iter(reference.values())))
+        rng = np.random.default_rng(1)
+        ref = build_reference(
+            pa.table(reference), rng.random(rows), rng.integers(0, 2, rows), "binary"
+        )
+        registry.register_version(
+            project.store,
+            "bench",
+            artifact_digest=project.artifacts.put_bytes(b"model"),
+            flavor="sklearn",
+            who="bench",
+            signature={"inputs": [], "output": {"task": "binary", "classes": [0, 1]}},
+            lineage={"reference": project.artifacts.put_bytes(ref.to_bytes())},
+        )
+        yield project
+
+
+def false_alarms(
+    reference: dict[str, Any], *, hours: int = 200, per_hour: int = 100
+) -> dict[str, float]:
+    """Share of (window, column) pairs flagged in ``hours`` hourly windows of
+    ``per_hour`` predictions drawn from the reference's own distributions (the numeric
+    columns without injected drift), by driftloop's default decision and by
+    Evidently's choice alone."""
+    from driftloop.monitoring.definitions import Monitor
+    from driftloop.monitoring.runner import run_monitor
+
+    fresh, _ = samples(hours * per_hour, seed=7)
+    undrifted = {k: v for k, v in fresh.items() if k.startswith("num") and k not in DRIFTED}
     day = datetime(2026, 3, 2, tzinfo=UTC)
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "driftloop.yaml").write_text("name: bench\n")
-        with Project(folder) as project:
-            rows = len(next(iter(reference.values())))
-            rng = np.random.default_rng(1)
-            ref = build_reference(
-                pa.table(reference), rng.random(rows), rng.integers(0, 2, rows), "binary"
-            )
-            registry.register_version(
-                project.store,
-                "bench",
-                artifact_digest=project.artifacts.put_bytes(b"model"),
-                flavor="sklearn",
-                who="bench",
-                signature={"inputs": [], "output": {"task": "binary", "classes": [0, 1]}},
-                lineage={"reference": project.artifacts.put_bytes(ref.to_bytes())},
-            )
-            _log_day(project, current, day, hours=24, files=files, seed=2)
-            start = time.perf_counter()
-            (run,) = project.monitor("bench", window="1d", step="1h", now=day + timedelta(days=1))
-            first = time.perf_counter() - start
-            (window,) = run.windows
-            hour = {k: v[: len(v) // 24] for k, v in current.items()}
-            _log_day(
-                project, hour, day + timedelta(days=1), hours=1, files=files // 24 or 1, seed=3
-            )
-            start = time.perf_counter()
-            (slid,) = project.monitor(
-                "bench", window="1d", step="1h", now=day + timedelta(days=1, hours=1)
-            )
-            second = time.perf_counter() - start
-            share = window.get("drift.share")
-            return {
-                "window_rows": window.window.rows,
-                "window_seconds": first,
-                "next_sliding_window_seconds": second,
-                "next_window_rows": slid.windows[0].window.rows,
-                "drifted": (share.details or {}).get("drifted") if share else None,
-            }
+    out = {}
+    for statistics in ("driftloop", "evidently"):
+        with tempfile.TemporaryDirectory() as folder, _project(Path(folder), reference) as project:
+            _log_day(project, undrifted, day, hours=hours, files=hours, seed=4)
+            monitor = Monitor("bench", window="1h", statistics=statistics, rules=[])  # type: ignore[arg-type]
+            context = dataclasses.replace(project.monitoring_context(monitor), reports=None)
+            run = run_monitor(context, monitor, now=day + timedelta(hours=hours))
+            flags = [
+                m.value
+                for w in run.windows
+                for m in w.metrics
+                if m.metric == "drift.detected" and m.column.startswith("feature.")
+            ]
+            out[statistics] = sum(flags) / len(flags)
+    return out
+
+
+def window_bench(reference: dict[str, Any], current: dict[str, Any], files: int) -> dict[str, Any]:
+    """Time one day's window end to end, then the next sliding window (see the doc)."""
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as folder, _project(Path(folder), reference) as project:
+        _log_day(project, current, day, hours=24, files=files, seed=2)
+        start = time.perf_counter()
+        (run,) = project.monitor("bench", window="1d", step="1h", now=day + timedelta(days=1))
+        first = time.perf_counter() - start
+        (window,) = run.windows
+        hour = {k: v[: len(v) // 24] for k, v in current.items()}
+        _log_day(project, hour, day + timedelta(days=1), hours=1, files=files // 24 or 1, seed=3)
+        start = time.perf_counter()
+        (slid,) = project.monitor(
+            "bench", window="1d", step="1h", now=day + timedelta(days=1, hours=1)
+        )
+        second = time.perf_counter() - start
+        share = window.get("drift.share")
+        return {
+            "window_rows": window.window.rows,
+            "window_seconds": first,
+            "next_sliding_window_seconds": second,
+            "next_window_rows": slid.windows[0].window.rows,
+            "drifted": (share.details or {}).get("drifted") if share else None,
+        }
 
 
 def main() -> None:
@@ -221,6 +263,12 @@ def main() -> None:
         f"{window['next_sliding_window_seconds']:.3f} s; peak RSS {window_peak_mib:.0f} MiB"
     )
     print(f"  drifted in the window: {', '.join(window['drifted'] or []) or '-'}")
+    alarms = false_alarms(reference)
+    print(
+        "false alarms, 200 undrifted hourly windows of 100 predictions x 17 numeric "
+        f"columns: driftloop {alarms['driftloop']:.1%}, Evidently's choice "
+        f"{alarms['evidently']:.1%}"
+    )
     RESULTS.parent.mkdir(exist_ok=True)
     with RESULTS.open("a") as out:
         record = {
@@ -232,6 +280,7 @@ def main() -> None:
             "verdicts": verdicts,
             "window": window,
             "window_peak_rss_mib": window_peak_mib,
+            "false_alarms": alarms,
         }
         out.write(json.dumps(record) + "\n")
 
