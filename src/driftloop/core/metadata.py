@@ -70,8 +70,10 @@ def _load_table_modules() -> None:
     """Import every package's table declarations so METADATA is complete."""
     import driftloop.data.tables
     import driftloop.features.tables
+    import driftloop.loop.tables
     import driftloop.monitoring.tables
     import driftloop.registry.tables
+    import driftloop.rollout.tables
     import driftloop.serving.tables
     import driftloop.training.tables  # noqa: F401
 

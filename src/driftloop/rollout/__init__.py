@@ -1,0 +1,1 @@
+"""Rollout: deployment strategies, progressive analysis, promotion and rollback."""
