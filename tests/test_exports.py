@@ -27,6 +27,7 @@ def test_the_public_names_are_the_ones_users_type() -> None:
         "monitoring",
         "project",
         "registry",
+        "rollout",
         "serving",
         "training",
     } == set(driftloop.__all__) - {"__version__"}

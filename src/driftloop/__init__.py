@@ -17,22 +17,42 @@ if _typing.TYPE_CHECKING:
     from driftloop.data.sources import Source
     from driftloop.evaluation.gates import CalibrationBound, Change, SliceRegression, Threshold
     from driftloop.features.definitions import Aggregate, Entity, Feature, FeatureView
+    from driftloop.loop.triggers import (
+        Age,
+        AllOf,
+        AnyOf,
+        Decay,
+        Drift,
+        NewData,
+        Quality,
+        RetrainPolicy,
+        Schedule,
+    )
     from driftloop.project import Project
     from driftloop.training.spec import Label, ModelSpec, TimeSplit
 
 _EXPORTS = {
+    "Age": "driftloop.loop.triggers",
     "Aggregate": "driftloop.features.definitions",
+    "AllOf": "driftloop.loop.triggers",
+    "AnyOf": "driftloop.loop.triggers",
     "BatchRules": "driftloop.data.contract",
     "CalibrationBound": "driftloop.evaluation.gates",
     "Change": "driftloop.evaluation.gates",
     "Column": "driftloop.data.contract",
     "Contract": "driftloop.data.contract",
+    "Decay": "driftloop.loop.triggers",
+    "Drift": "driftloop.loop.triggers",
     "Entity": "driftloop.features.definitions",
     "Feature": "driftloop.features.definitions",
     "FeatureView": "driftloop.features.definitions",
     "Label": "driftloop.training.spec",
     "ModelSpec": "driftloop.training.spec",
+    "NewData": "driftloop.loop.triggers",
     "Project": "driftloop.project",
+    "Quality": "driftloop.loop.triggers",
+    "RetrainPolicy": "driftloop.loop.triggers",
+    "Schedule": "driftloop.loop.triggers",
     "SimulatedClock": "driftloop.core.clock",
     "SliceRegression": "driftloop.evaluation.gates",
     "Source": "driftloop.data.sources",
@@ -43,18 +63,27 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "Age",
     "Aggregate",
+    "AllOf",
+    "AnyOf",
     "BatchRules",
     "CalibrationBound",
     "Change",
     "Column",
     "Contract",
+    "Decay",
+    "Drift",
     "Entity",
     "Feature",
     "FeatureView",
     "Label",
     "ModelSpec",
+    "NewData",
     "Project",
+    "Quality",
+    "RetrainPolicy",
+    "Schedule",
     "SimulatedClock",
     "SliceRegression",
     "Source",

@@ -67,6 +67,7 @@ from driftloop.features.registry import (
     register_view,
     resolve_view,
 )
+from driftloop.loop.triggers import RetrainPolicy
 from driftloop.monitoring.definitions import Monitor
 from driftloop.registry import models as model_registry
 from driftloop.serving import deployments as deployments_mod
@@ -94,6 +95,8 @@ class Definitions:
     views: dict[str, FeatureView] = field(default_factory=dict)
     models: dict[str, ModelSpec] = field(default_factory=dict)
     monitors: dict[str, Monitor] = field(default_factory=dict)
+    policies: dict[str, RetrainPolicy] = field(default_factory=dict)
+    """Retraining policies (:mod:`driftloop.loop.triggers`), by model."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,7 @@ def _load_definitions(path: Path) -> Definitions:
         FeatureView: {},
         ModelSpec: {},
         Monitor: {},
+        RetrainPolicy: {},
     }
     for value in vars(module).values():
         kind = type(value)
@@ -164,6 +168,7 @@ def _load_definitions(path: Path) -> Definitions:
                 FeatureView: "feature view",
                 ModelSpec: "model",
                 Monitor: "monitor of model",
+                RetrainPolicy: "retrain policy of model",
             }[kind]
             raise DefinitionError(f"{label} {value.name!r} is defined twice", file=str(path))
         found[kind][value.name] = value
@@ -174,6 +179,7 @@ def _load_definitions(path: Path) -> Definitions:
         views=dict(sorted(found[FeatureView].items())),
         models=dict(sorted(found[ModelSpec].items())),
         monitors=dict(sorted(found[Monitor].items())),
+        policies=dict(sorted(found[RetrainPolicy].items())),
     )
 
 
