@@ -15,7 +15,7 @@ import importlib.util
 import os
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cached_property
@@ -76,7 +76,9 @@ from driftloop.training.spec import ModelSpec
 if TYPE_CHECKING:
     from driftloop.features.online import OnlineStore
     from driftloop.features.store import FeatureContext, MaterializeResult, TrainingSet
+    from driftloop.loop.controller import Controller
     from driftloop.loop.pipeline import TrainOutcome
+    from driftloop.loop.runs import PipelineRun
     from driftloop.monitoring.alerts import Alert
     from driftloop.monitoring.runner import MonitorContext, MonitorRun
     from driftloop.monitoring.series import Window, WindowMetrics
@@ -542,9 +544,12 @@ class Project:
         as_of: datetime | None = None,
         promote: bool = False,
         who: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        on_step: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> TrainOutcome:
         """Train ``model`` (a spec or its name), evaluate it against the champion on the
-        most recent window, and register it as a new version with its verdict.
+        most recent window, and register it as a new version with its verdict
+        (``tags`` added to its tags; ``on_step`` told as each step ends).
 
         The ``challenger`` alias moves to it when its gates pass; with ``promote=True``
         the ``champion`` alias too. Labels and data are those known at ``as_of``
@@ -555,7 +560,13 @@ class Project:
         spec = self.model_spec(model) if isinstance(model, str) else model
         try:
             return train_model(
-                self._features(who), spec, as_of=as_of, project_root=self.root, promote=promote
+                self._features(who),
+                spec,
+                as_of=as_of,
+                project_root=self.root,
+                promote=promote,
+                tags=tags,
+                on_step=on_step,
             )
         except NotFoundError as exc:
             if exc.kind not in ("feature view", "entity", "source") or exc.name not in {
@@ -894,6 +905,61 @@ class Project:
         from driftloop.serving.predictionlog import read_log
 
         return read_log(self.config.serving.feedback, model)
+
+    # -- the loop: pipeline runs and the controller ---------------------------------
+
+    def pipeline_runs(
+        self, model: str | None = None, *, limit: int | None = 50
+    ) -> list[PipelineRun]:
+        """Pipeline runs (of ``model``), newest first."""
+        from driftloop.loop import runs as loop_runs
+
+        return loop_runs.list_runs(self.store, model, limit=limit)
+
+    def pipeline_run(self, run_id: str) -> tuple[PipelineRun, list[dict[str, Any]]]:
+        """A pipeline run and its timeline."""
+        from driftloop.loop import runs as loop_runs
+
+        return loop_runs.get_run(self.store, run_id), loop_runs.events(self.store, run_id)
+
+    def start_pipeline_run(
+        self, model: str, *, reason: str = "started by hand", who: str | None = None
+    ) -> PipelineRun:
+        """A pending run of ``model``: the controller (``driftloop run``) trains it,
+        gates it and rolls it out."""
+        from driftloop.loop import runs as loop_runs
+
+        self.model_spec(model)  # an undeclared model: NotFoundError
+        return loop_runs.create_run(self.store, model, reason=reason, who=who or current_user())
+
+    def controller(
+        self, *, executor: str = "local", holder: str | None = None, lease_ttl: float = 15.0
+    ) -> Controller:
+        """The retraining controller of this project (see :mod:`driftloop.loop.controller`)."""
+        from datetime import timedelta
+
+        from driftloop.loop.controller import Controller, PolicyTriggers
+        from driftloop.loop.executors import Executor, InlineExecutor, LocalExecutor
+        from driftloop.loop.lease import Lease
+        from driftloop.loop.steps import train_step
+
+        chosen: Executor
+        if executor == "local":
+            chosen = LocalExecutor(self.root, self.root / ".driftloop" / "jobs")
+        elif executor == "inline":
+
+            def train(run_id: str) -> dict[str, Any]:
+                from driftloop.loop import runs as loop_runs
+
+                run = loop_runs.get_run(self.store, run_id)
+                return train_step(self.train, self.store, run.model, run_id)
+
+            chosen = InlineExecutor({"train": train})
+        else:
+            raise InputError(f"executor must be 'local' or 'inline', not {executor!r}")
+        lease = Lease(self.store, holder=holder, ttl=timedelta(seconds=lease_ttl))
+        triggers = PolicyTriggers(self.store, self.definitions.policies)
+        return Controller(self.store, chosen, lease=lease, triggers=triggers)
 
     # -- monitoring ---------------------------------------------------------------
 

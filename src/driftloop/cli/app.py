@@ -26,6 +26,7 @@ from driftloop.cli import data as data_cmd
 from driftloop.cli import deploy as deploy_cmd
 from driftloop.cli import features as features_cmd
 from driftloop.cli import init as init_cmd
+from driftloop.cli import loop as loop_cmd
 from driftloop.cli import models as models_cmd
 from driftloop.cli import monitor as monitor_cmd
 from driftloop.cli import predictions as predictions_cmd
@@ -319,11 +320,13 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(monitor_cmd.app, name="monitor")
+app.add_typer(loop_cmd.app, name="runs")
 app.command("materialize")(features_cmd.materialize_command)
 app.command("train")(train_cmd.train)
 app.command("deploy")(deploy_cmd.deploy)
 app.command("serve")(serve_cmd.serve)
 app.command("predictions")(predictions_cmd.predictions)
+app.command("run")(loop_cmd.run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -240,8 +240,20 @@ def train_model(
     as_of: datetime | None = None,
     project_root: Path | None = None,
     promote: bool = False,
+    tags: Mapping[str, Any] | None = None,
+    on_step: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> TrainOutcome:
-    """Run the pipeline for ``spec`` once; see the module docstring."""
+    """Run the pipeline for ``spec`` once; see the module docstring.
+
+    ``tags`` are added to the registered version's; ``on_step(step, outputs)`` is called
+    as each step ends (``training_set``, ``train``, ``evaluate``, ``gate``, ``register``):
+    the durable controller records them on its run's timeline.
+    """
+
+    def done(step: str, **outputs: Any) -> None:
+        if on_step is not None:
+            on_step(step, outputs)
+
     check_gates(list(spec.gates), spec.task, spec.metrics)
     started = time.perf_counter()
     run_id = runs.start_run(
@@ -255,14 +267,17 @@ def train_model(
     try:
         with start_child(spec) as child:  # imports its libraries while we prepare
             prepared = prepare(ctx, spec, as_of=as_of, store=False, child=child)
+            done("training_set", rows=prepared.training_set.table.num_rows, split=prepared.split)
             # the training set is written while the model fits, off the critical path
             with ThreadPoolExecutor(max_workers=1) as pool:
                 saving = pool.submit(store_training_set, ctx, spec, prepared)
                 result = fit(spec, prepared, child)
+                done("train", fit_seconds=result.duration_s, training_run=run_id)
                 ts = saving.result()
         challenger_pred = predict(result.model, prepared.X_valid, spec.task)
         champion = _champion(ctx, spec.name)
         report = _evaluate(ctx, spec, prepared, challenger_pred, champion, run_id=run_id)
+        done("evaluate", champion=champion.version if champion else None)
         body = report.to_dict()
         report_digest = ctx.artifacts.put_bytes(
             json.dumps(body, sort_keys=True, allow_nan=False).encode()
@@ -272,6 +287,7 @@ def train_model(
             _reference(spec, prepared, challenger_pred).to_bytes()
         )
         verdict = report.verdict
+        done("gate", passed=verdict.passed, reasons=verdict.reasons, report=report_digest)
         run = runs.finish_run(
             ctx.store,
             run_id,
@@ -316,6 +332,7 @@ def train_model(
             "spec_version": spec.version,
             "trust_pickle": spec.trust_pickle,
             "trainer": spec.trainer_name,
+            **(tags or {}),
         },
         lineage={
             "run": run.id,
@@ -330,6 +347,7 @@ def train_model(
         description=spec.description,
     )
     runs.set_run_version(ctx.store, run.id, version.version)
+    done("register", version=version.version)
     moves: list[registry.AliasMove] = []
     if verdict.passed:
         reason = f"gates passed in run {run.id}"
