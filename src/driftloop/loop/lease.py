@@ -84,8 +84,8 @@ class Lease:
                     insert = postgresql.insert(t).values(**values).on_conflict_do_nothing()
                 else:
                     insert = sa.insert(t).values(**values).prefix_with("OR IGNORE")
-                inserted = conn.execute(insert)
-                if inserted.rowcount != 1:  # someone inserted first
+                inserted = conn.execute(insert.returning(t.c.name)).first()
+                if inserted is None:  # someone inserted first
                     self.generation = None
                     return False
                 self.generation = 1
