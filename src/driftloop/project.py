@@ -82,6 +82,8 @@ if TYPE_CHECKING:
     from driftloop.monitoring.alerts import Alert
     from driftloop.monitoring.runner import MonitorContext, MonitorRun
     from driftloop.monitoring.series import Window, WindowMetrics
+    from driftloop.rollout import engine as rollout_engine
+    from driftloop.rollout.policy import RolloutPolicy
     from driftloop.training.runs import TrainingRun
 
 __all__ = ["Applied", "AppliedView", "Definitions", "Project", "find_project_root"]
@@ -1086,3 +1088,69 @@ class Project:
             "artifacts": self.artifacts.uri,
             "sources": sources,
         }
+
+    # -- progressive rollouts (driftloop.rollout) ----------------------------------
+
+    def start_rollout(
+        self,
+        model: str,
+        ref: int | str,
+        policy: RolloutPolicy | None = None,
+        *,
+        reason: str = "",
+        run_id: str | None = None,
+    ) -> rollout_engine.Rollout:
+        """Start rolling the version ``ref`` names out by ``policy`` (a
+        :class:`~driftloop.rollout.policy.RolloutPolicy`; default: the default policy)."""
+        from driftloop.rollout import engine
+
+        version = self._version_number(model, ref)
+        return engine.start_rollout(
+            self.store, model, version, policy, who=current_user(), reason=reason, run_id=run_id
+        )
+
+    def advance_rollouts(
+        self, *, now: datetime | None = None
+    ) -> list[rollout_engine.RolloutStatus]:
+        """Advance every rollout not yet done, reading this project's logs."""
+        from driftloop.rollout import engine
+
+        return engine.advance_rollouts(self.store, _ProjectLog(self), now=now)
+
+    def rollouts(
+        self, model: str | None = None, *, state: str | None = None, limit: int | None = None
+    ) -> list[rollout_engine.Rollout]:
+        """Rollouts, newest first."""
+        from driftloop.rollout import engine
+
+        return engine.list_rollouts(self.store, model, state=state, limit=limit)
+
+    def rollout(self, rollout_id: int) -> rollout_engine.RolloutDetail:
+        """One rollout with its measurements and timeline."""
+        from driftloop.rollout import engine
+
+        return engine.get_rollout(self.store, rollout_id)
+
+    def resume_rollout(self, rollout_id: int, *, reason: str = "") -> rollout_engine.Rollout:
+        """Resume a paused rollout (its current step starts again)."""
+        from driftloop.rollout import engine
+
+        return engine.resume_rollout(self.store, rollout_id, who=current_user(), reason=reason)
+
+    def abort_rollout(self, rollout_id: int, *, reason: str = "") -> rollout_engine.Rollout:
+        """Stop an active rollout; the champion stays."""
+        from driftloop.rollout import engine
+
+        return engine.abort_rollout(self.store, rollout_id, who=current_user(), reason=reason)
+
+    def rollback_model(
+        self, model: str, *, to: int | str | None = None, reason: str = ""
+    ) -> rollout_engine.RollbackResult:
+        """The instant way back: an active rollout is rolled back, and the champion
+        returns to ``to`` (a version ref) or to the champion before it."""
+        from driftloop.rollout import engine
+
+        version = None if to is None else self._version_number(model, to)
+        return engine.rollback(
+            self.store, model, to_version=version, who=current_user(), reason=reason
+        )

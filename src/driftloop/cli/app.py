@@ -30,6 +30,7 @@ from driftloop.cli import loop as loop_cmd
 from driftloop.cli import models as models_cmd
 from driftloop.cli import monitor as monitor_cmd
 from driftloop.cli import predictions as predictions_cmd
+from driftloop.cli import rollouts as rollouts_cmd
 from driftloop.cli import serve as serve_cmd
 from driftloop.cli import train as train_cmd
 from driftloop.cli.output import (
@@ -321,6 +322,8 @@ app.add_typer(features_cmd.app, name="features")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(monitor_cmd.app, name="monitor")
 app.add_typer(loop_cmd.app, name="runs")
+app.add_typer(rollouts_cmd.app, name="rollouts")
+app.command("rollback")(rollouts_cmd.rollback)
 app.command("materialize")(features_cmd.materialize_command)
 app.command("train")(train_cmd.train)
 app.command("deploy")(deploy_cmd.deploy)

@@ -222,7 +222,10 @@ class RolloutDetail:
                     "who": change.who,
                 }
             )
-        entries.sort(key=lambda e: e["at"])
+        # at one instant a decision comes before the deployment change it causes, and
+        # settling after it
+        rank = {"deployment": 1, "settled": 2}
+        entries.sort(key=lambda e: (e["at"], rank.get(e["kind"], 0)))
         return entries
 
     def to_dict(self) -> dict[str, Any]:
