@@ -192,3 +192,16 @@ def test_the_monitoring_guide_example_runs() -> None:
         "psi",
         "jensenshannon",
     }
+
+
+def test_the_loop_guide_rollout_examples_run_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/loop.md's progressive rollout examples run one after another: a policy, then
+    a challenger failing 40 % of its predictions is rolled back after one measurement."""
+    monkeypatch.chdir(tmp_path)
+    page = (ROOT / "docs/loop.md").read_text()
+    section = page.split("\n## Progressive rollout\n", 1)[1].split("\n## ", 1)[0]
+    namespace = _run(BLOCK.findall(section))
+    assert namespace["status"].rollout.state == "rolled_back"  # type: ignore[attr-defined]
+    assert [m.status for m in namespace["detail"].measurements] == ["failed", "successful"]  # type: ignore[attr-defined]

@@ -329,3 +329,24 @@ def test_a_crash_at_any_write_then_a_restart_gives_the_same_end_state(
     for n in range(1, writes + 1):
         got, _ = _drive(f"sqlite:///{tmp_path / f'{n}.db'}", tmp_path / str(n), new_world, n)
         assert got == expected, f"crash at write {n} of {writes}"
+
+
+def test_a_new_rollout_closes_the_rollback_window_of_the_last_promotion(world: Any) -> None:
+    """The previous champion is unstaged when the next challenger starts: the new
+    rollout compares v3 with the champion v2."""
+    first = world.start(policy(rollback_window="1h"))
+    for _ in range(8):
+        world.minute(first.id)
+    assert deployments.get_deployment(world.store, MODEL).staged == 1
+    second = world.start(policy(), version=3)
+    assert (second.previous, second.state) == (2, "canary")
+    d = deployments.get_deployment(world.store, MODEL)
+    assert (d.champion, d.staged, d.canary) == (2, None, 3)
+    closed = engine.get_rollout(world.store, first.id)
+    assert closed.rollout.settled
+    assert closed.events[-1].message == (
+        "rollback window closed early: another rollout of the model started"
+    )
+    assert [s.rollout.id for s in engine.advance_rollouts(world.store, world.traffic.log)] == [
+        second.id
+    ]
