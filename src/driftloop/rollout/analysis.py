@@ -22,6 +22,7 @@ without judging the value.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -327,7 +328,7 @@ def _verdict(
             figure,
         )
     value = figure.value
-    if value is None:
+    if value is None or not math.isfinite(value):
         return "inconclusive", "no value could be computed for the challenger", figure
     success, failure = metric.success_condition, metric.failure_condition
     relative = any(c is not None and c.relative for c in (success, failure))
@@ -346,6 +347,17 @@ def _verdict(
     if figure.details.get("champion_carried"):
         reason += " (the champion's figure of an earlier window: it served too little in this one)"
     return status, f"{metric.name} {reason}", figure
+
+
+def _clean(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (stored as JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -410,13 +422,13 @@ def measure(
             Measurement(
                 metric=metric.name,
                 phase=phase,
-                value=figure.value,
-                champion_value=figure.champion,
+                value=_clean(figure.value),
+                champion_value=_clean(figure.champion),
                 status=status,
                 reason=reason,
                 window=(begin, end),
                 rows=figure.rows,
-                details={**figure.details, "champion_rows": figure.champion_rows},
+                details=_clean({**figure.details, "champion_rows": figure.champion_rows}),
                 step=step,
             )
         )

@@ -82,7 +82,7 @@ the change; a manual promotion of the challenger ends it as promoted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -106,6 +106,7 @@ from driftloop.rollout.records import (
     pending_rollouts,
     rejected_versions,
 )
+from driftloop.rollout.sync import RUNNING, Event, close_window, load, promotion, sync, transition
 from driftloop.rollout.tables import ACTIVE_STATES, rollouts
 from driftloop.serving import deployments as deploy
 from driftloop.serving.deployments import CHAMPION, Deployment
@@ -131,9 +132,6 @@ __all__ = [
 
 MAX_WINDOWS = 10_000
 """At most this many windows are measured by one call of :func:`advance`."""
-_ATTEMPTS = 5
-_CHALLENGER = "challenger"
-_RUNNING = ("shadow", "canary")
 
 
 @dataclass(frozen=True)
@@ -201,77 +199,10 @@ def _at(now: datetime | None) -> datetime:
     return clock.now() if now is None else clock.ensure_utc(now, what="now")
 
 
-def _load(store: MetadataStore, rollout_id: int) -> Rollout:
-    with store.connect() as conn:
-        return records.read(conn, rollout_id)
-
-
 def _check_id(rollout_id: Any) -> int:
     if isinstance(rollout_id, bool) or not isinstance(rollout_id, int) or rollout_id < 1:
         raise InputError(f"rollout id {rollout_id!r} must be a number (1, 2, ...)", field="id")
     return rollout_id
-
-
-Event = tuple[str, str, dict[str, Any]]
-"""(kind, message, detail) of a timeline entry."""
-
-
-def _commit(
-    store: MetadataStore,
-    r: Rollout,
-    at: datetime,
-    values: Mapping[str, Any],
-    events: list[Event],
-    *,
-    who: str | None = None,
-) -> Rollout | None:
-    """Write ``values`` and ``events`` if ``r`` is still current; the new rollout, or
-    None when another writer changed it first (nothing written)."""
-    with store.transaction() as conn:
-        if not records.update(conn, r, at, **values):
-            return None
-        for kind, message, detail in events:
-            records.add_event(conn, r.id, at, kind, message, who=who or r.actor, detail=detail)
-        return records.read(conn, r.id)
-
-
-Plan = Callable[[Rollout], tuple[dict[str, Any], list[Event]] | None]
-
-
-def _transition(
-    store: MetadataStore, rollout_id: int, at: datetime, plan: Plan, *, who: str | None = None
-) -> Rollout:
-    """Apply ``plan`` (the values and events for the rollout as read, or None for
-    nothing) by compare-and-set, reading again when another writer came first."""
-    for _ in range(_ATTEMPTS):
-        r = _load(store, rollout_id)
-        planned = plan(r)
-        if planned is None:
-            return r
-        done = _commit(store, r, at, planned[0], planned[1], who=who)
-        if done is not None:
-            return done
-    raise StateError(
-        f"rollout {rollout_id} kept changing under this change; try again", rollout=rollout_id
-    )
-
-
-def _settle(store: MetadataStore, r: Rollout, at: datetime, message: str) -> Rollout:
-    def plan(current: Rollout) -> tuple[dict[str, Any], list[Event]] | None:
-        if current.settled or current.active:
-            return None
-        return {"settled_at": at}, [("settled", message, {})]
-
-    return _transition(store, r.id, at, plan)
-
-
-def _pause(store: MetadataStore, r: Rollout, at: datetime, reason: str, kind: str) -> Rollout:
-    def plan(current: Rollout) -> tuple[dict[str, Any], list[Event]] | None:
-        if current.state not in _RUNNING:
-            return None
-        return {"state": "paused", "reason": reason}, [(kind, f"paused: {reason}", {})]
-
-    return _transition(store, r.id, at, plan)
 
 
 # --- starting ---------------------------------------------------------------------------
@@ -306,7 +237,7 @@ def start_rollout(
     at = _at(now)
     for earlier in pending_rollouts(store):
         if earlier.model == model and earlier.state == "promoted":
-            _close_window(store, earlier, deploy.get_deployment(store, model), at, [], early=True)
+            close_window(store, earlier, deploy.get_deployment(store, model), at, [], early=True)
     with store.transaction() as conn:
         registry.require_model(conn, model, lock=True)
         found = _existing(conn, model, version, run_id)
@@ -322,9 +253,9 @@ def start_rollout(
                 run_id=run_id,
             )
     if found is not None:
-        return _sync(store, found, at, []) if found.active else found
-    r = _load(store, rollout_id)
-    return _sync(store, r, at, [])
+        return sync(store, found, at, []) if found.active else found
+    r = load(store, rollout_id)
+    return sync(store, r, at, [])
 
 
 def _existing(conn: sa.Connection, model: str, version: int, run_id: str | None) -> Rollout | None:
@@ -446,234 +377,6 @@ def _insert(
     return rollout_id
 
 
-# --- making the deployment match the rollout --------------------------------------------
-
-
-def _sync(store: MetadataStore, r: Rollout, at: datetime, actions: list[str]) -> Rollout:
-    """Make the deployment what the rollout's state wants (see the module docstring)."""
-    if r.state == "paused" or r.settled:
-        return r
-    d = deploy.get_deployment(store, r.model)
-    if r.state in _RUNNING:
-        return _sync_running(store, r, d, at, actions)
-    if r.state == "promoted":
-        return _sync_promoted(store, r, d, at, actions)
-    return _sync_ended(store, r, d, at, actions)
-
-
-def _changed_by(d: Deployment) -> str:
-    return f"deployment revision {d.revision} by {d.updated_by or 'nobody'}"
-
-
-def _sync_running(
-    store: MetadataStore, r: Rollout, d: Deployment, at: datetime, actions: list[str]
-) -> Rollout:
-    if d.champion == r.version:
-        reason = f"promoted outside the rollout ({_changed_by(d)})"
-
-        def promoted(current: Rollout) -> tuple[dict[str, Any], list[Event]] | None:
-            if current.state not in _RUNNING:
-                return None
-            return _promotion(current, at, reason)
-
-        actions.append(reason)
-        r = _transition(store, r.id, at, promoted)
-        return _sync(store, r, at, actions)
-    if d.champion != r.previous:
-        reason = (
-            f"the champion moved from v{r.previous} to "
-            f"{'nothing' if d.champion is None else f'v{d.champion}'} outside the rollout "
-            f"({_changed_by(d)}); resume to compare with the new champion, or abort"
-        )
-        actions.append(f"paused: {reason}")
-        return _pause(store, r, at, reason, "interference")
-    shadow = r.phase == "shadow"
-    if (shadow and d.shadow == r.version) or (
-        not shadow
-        and d.canary == r.version
-        and d.canary_weight == r.weight
-        and d.shadow != r.version
-    ):
-        if d.revision == r.deployment_revision:
-            return r
-        return _commit(store, r, at, {"deployment_revision": d.revision}, []) or _load(store, r.id)
-    if d.revision != r.deployment_revision and d.updated_by != r.actor:
-        reason = (
-            f"the deployment was changed outside the rollout ({_changed_by(d)}); resume to "
-            f"apply {r.where()} again, or abort"
-        )
-        actions.append(f"paused: {reason}")
-        return _pause(store, r, at, reason, "interference")
-    try:
-        if shadow:
-            d = deploy.set_shadow(
-                store,
-                r.model,
-                r.version,
-                who=r.actor,
-                reason=f"rollout {r.id}: shadow phase",
-                expected_revision=d.revision,
-            )
-            actions.append(f"shadow v{r.version} (deployment revision {d.revision})")
-        else:
-            if d.shadow == r.version:
-                d = deploy.set_shadow(
-                    store,
-                    r.model,
-                    None,
-                    who=r.actor,
-                    reason=f"rollout {r.id}: shadow phase over",
-                    expected_revision=d.revision,
-                )
-            d = deploy.set_canary(
-                store,
-                r.model,
-                r.version,
-                r.weight,
-                who=r.actor,
-                reason=f"rollout {r.id}: {r.where()}",
-                expected_revision=d.revision,
-            )
-            actions.append(
-                f"canary v{r.version} at {r.weight:g}% (deployment revision {d.revision})"
-            )
-    except StateError as exc:
-        reason = f"the deployment could not be changed: {exc.message}"
-        actions.append(f"paused: {reason}")
-        return _pause(store, r, at, reason, "interference")
-    return _commit(store, r, at, {"deployment_revision": d.revision}, []) or _load(store, r.id)
-
-
-def _sync_promoted(
-    store: MetadataStore, r: Rollout, d: Deployment, at: datetime, actions: list[str]
-) -> Rollout:
-    if d.champion != r.version:
-        if d.canary != r.version:
-            reason = (
-                f"the promotion could not be made: the canary was removed outside the "
-                f"rollout ({_changed_by(d)})"
-            )
-
-            def aborted(current: Rollout) -> tuple[dict[str, Any], list[Event]] | None:
-                if current.state != "promoted" or current.settled:
-                    return None
-                values = {"state": "aborted", "reason": reason, "settled_at": at}
-                return values, [("aborted", f"aborted: {reason}", {})]
-
-            actions.append(f"aborted: {reason}")
-            return _transition(store, r.id, at, aborted)
-        try:
-            d = deploy.promote(
-                store,
-                r.model,
-                who=r.actor,
-                reason=f"rollout {r.id}: {r.reason}",
-                expected_revision=d.revision,
-            )
-        except StateError:
-            return r  # changed meanwhile: the next call looks again
-        actions.append(f"promoted: v{r.version} is champion (deployment revision {d.revision})")
-    if records.window_left(r, at) is not None and r.previous is not None:
-        if d.staged is None and d.champion != r.previous:
-            try:
-                d = deploy.stage(
-                    store,
-                    r.model,
-                    r.previous,
-                    who=r.actor,
-                    reason=f"rollout {r.id}: rollback window, v{r.previous} stays loaded until "
-                    f"{r.rollback_until.isoformat() if r.rollback_until else '-'}",
-                    expected_revision=d.revision,
-                )
-                actions.append(f"v{r.previous} staged: kept loaded for a rollback")
-            except StateError:
-                pass  # changed meanwhile: the next call looks again
-        return r
-    return _close_window(store, r, d, at, actions, early=False)
-
-
-def _close_window(
-    store: MetadataStore,
-    r: Rollout,
-    d: Deployment,
-    at: datetime,
-    actions: list[str],
-    *,
-    early: bool,
-) -> Rollout:
-    """Un-stage the previous champion kept for the rollback window, and settle."""
-    if (
-        r.previous is not None
-        and d.champion == r.version
-        and d.staged == r.previous
-        and d.canary is None
-        and d.shadow is None
-        and d.split is None
-    ):
-        try:
-            deploy.abort(
-                store,
-                r.model,
-                who=r.actor,
-                reason=f"rollout {r.id}: rollback window closed, v{r.previous} unstaged",
-                expected_revision=d.revision,
-            )
-        except StateError:
-            return r  # changed meanwhile: the next call looks again
-    message = (
-        "rollback window closed early: another rollout of the model started"
-        if early
-        else "rollback window closed"
-    )
-    actions.append(message)
-    return _settle(store, r, at, message)
-
-
-def _sync_ended(
-    store: MetadataStore, r: Rollout, d: Deployment, at: datetime, actions: list[str]
-) -> Rollout:
-    """Take the challenger off the traffic; a rejected one loses its challenger alias."""
-    for _ in range(_ATTEMPTS):
-        try:
-            if d.canary == r.version:
-                d = deploy.abort(
-                    store,
-                    r.model,
-                    who=r.actor,
-                    reason=f"rollout {r.id} {r.state}: {r.reason}",
-                    expected_revision=d.revision,
-                )
-                actions.append(f"canary v{r.version} removed (deployment revision {d.revision})")
-            elif d.shadow == r.version:
-                d = deploy.set_shadow(
-                    store,
-                    r.model,
-                    None,
-                    who=r.actor,
-                    reason=f"rollout {r.id} {r.state}: {r.reason}",
-                    expected_revision=d.revision,
-                )
-                actions.append(f"shadow v{r.version} removed (deployment revision {d.revision})")
-            break
-        except StateError:  # someone changed the deployment meanwhile: read it again
-            d = deploy.get_deployment(store, r.model)
-    if r.state == "rolled_back":
-        try:
-            if registry.aliases(store, r.model).get(_CHALLENGER) == r.version:
-                registry.delete_alias(
-                    store,
-                    r.model,
-                    _CHALLENGER,
-                    expected=r.version,
-                    who=r.actor,
-                    reason=f"rejected in rollout {r.id}: {r.reason}",
-                )
-                actions.append(f"alias challenger removed from v{r.version}")
-        except (StateError, NotFoundError):
-            pass  # moved or removed meanwhile: not ours to change any more
-    return _settle(store, r, at, f"v{r.version} no longer receives traffic")
-
-
 # --- advancing --------------------------------------------------------------------------
 
 
@@ -688,7 +391,7 @@ def _next_end(r: Rollout) -> datetime:
 
 
 def _next_at(r: Rollout) -> datetime | None:
-    if r.state in _RUNNING:
+    if r.state in RUNNING:
         return _next_end(r) + r.policy.delay_length
     if r.state == "promoted" and not r.settled:
         return r.rollback_until
@@ -732,19 +435,6 @@ def _tally(r: Rollout, found: list[Measurement]) -> dict[str, dict[str, int]]:
     for m in found:
         counts[m.metric][m.status] = counts[m.metric].get(m.status, 0) + 1
     return counts
-
-
-def _promotion(r: Rollout, at: datetime, reason: str) -> tuple[dict[str, Any], list[Event]]:
-    window = r.policy.rollback_length
-    until = at + window if window and r.previous is not None else None
-    values = {
-        "state": "promoted",
-        "finished_at": at,
-        "reason": reason,
-        "rollback_until": until,
-    }
-    kept = f"; v{r.previous} stays loaded until {until.isoformat()}" if until else ""
-    return values, [("promoted", f"promoted: {reason}{kept}", {})]
 
 
 def _decide(
@@ -837,7 +527,7 @@ def _decide(
         f"all {len(steps)} canary steps passed: {seq} measurements, {total['successful']} "
         f"successful, {total['inconclusive']} inconclusive, {total['failed']} failed"
     )
-    more, events = _promotion(r, at, reason)
+    more, events = promotion(r, at, reason)
     values.update(more)
     return values, events, True
 
@@ -856,9 +546,9 @@ def advance(
     at = _at(now)
     actions: list[str] = []
     taken: list[Measurement] = []
-    r = _sync(store, _load(store, _check_id(rollout_id)), at, actions)
+    r = sync(store, load(store, _check_id(rollout_id)), at, actions)
     for _ in range(MAX_WINDOWS):
-        if r.state not in _RUNNING:
+        if r.state not in RUNNING:
             break
         end = _next_end(r)
         if end + r.policy.delay_length > at:
@@ -872,12 +562,12 @@ def advance(
                 records.add_measurements(conn, r.id, seq, at, found.measurements)
                 for kind, message, detail in events:
                     records.add_event(conn, r.id, at, kind, message, who=r.actor, detail=detail)
-        r = _load(store, r.id)
+        r = load(store, r.id)
         if written:
             taken += [replace(m, seq=seq, at=at) for m in found.measurements]
             actions += [message for _, message, _ in events]
         if act or not written:
-            r = _sync(store, r, at, actions)
+            r = sync(store, r, at, actions)
     return RolloutStatus(r, taken, actions, _next_at(r))
 
 
@@ -933,8 +623,8 @@ def resume_rollout(
             message += f"; compared with the champion v{previous} from now on"
         return values, [("resumed", message, {"was": r.reason})]
 
-    r = _transition(store, rollout_id, at, plan, who=who)
-    return _sync(store, r, at, [])
+    r = transition(store, rollout_id, at, plan, who=who)
+    return sync(store, r, at, [])
 
 
 def abort_rollout(
@@ -957,8 +647,8 @@ def abort_rollout(
             raise StateError(f"rollout {r.id} is {r.state} already", rollout=r.id)
         return {"state": "aborted", "finished_at": at, "reason": text}, [("aborted", text, {})]
 
-    r = _transition(store, rollout_id, at, plan, who=who)
-    return _sync(store, r, at, [])
+    r = transition(store, rollout_id, at, plan, who=who)
+    return sync(store, r, at, [])
 
 
 def _reject(store: MetadataStore, r: Rollout, at: datetime, text: str, who: str) -> Rollout:
@@ -976,7 +666,7 @@ def _reject(store: MetadataStore, r: Rollout, at: datetime, text: str, who: str)
             values["settled_at"] = None
         return values, [("rolled_back", f"rolled back: {text}", {})]
 
-    return _transition(store, r.id, at, plan, who=who)
+    return transition(store, r.id, at, plan, who=who)
 
 
 def _target(
@@ -1027,7 +717,7 @@ def rollback(
     active = active_rollout(store, model)
     if active is not None:
         active = _reject(store, active, at, text, who)
-        active = _sync(store, active, at, [])
+        active = sync(store, active, at, [])
         marked.append(active.id)
     d = deploy.get_deployment(store, model)
     before = d.champion
@@ -1048,7 +738,7 @@ def rollback(
     for promoted in list_rollouts(store, model, state="promoted"):
         if promoted.version == before:
             undone = _reject(store, promoted, at, text, who)
-            _sync(store, undone, at, [])
+            sync(store, undone, at, [])
             marked.append(undone.id)
     return RollbackResult(
         model,
