@@ -935,9 +935,18 @@ class Project:
         return loop_runs.create_run(self.store, model, reason=reason, who=who or current_user())
 
     def controller(
-        self, *, executor: str = "local", holder: str | None = None, lease_ttl: float = 15.0
+        self,
+        *,
+        executor: str = "local",
+        holder: str | None = None,
+        lease_ttl: float = 15.0,
+        ray_address: str | None = None,
     ) -> Controller:
-        """The retraining controller of this project (see :mod:`driftloop.loop.controller`)."""
+        """The retraining controller of this project (see :mod:`driftloop.loop.controller`).
+
+        ``executor``: ``local`` (child processes), ``inline`` (this thread) or ``ray``
+        (Ray tasks on the cluster at ``ray_address``; see
+        :mod:`driftloop.loop.ray_executor`)."""
         from datetime import timedelta
 
         from driftloop.loop.controller import Controller, PolicyTriggers
@@ -957,8 +966,12 @@ class Project:
                 return train_step(self.train, self.store, run.model, run_id)
 
             chosen = InlineExecutor({"train": train})
+        elif executor == "ray":
+            from driftloop.loop.ray_executor import RayExecutor
+
+            chosen = RayExecutor(self.root, address=ray_address)
         else:
-            raise InputError(f"executor must be 'local' or 'inline', not {executor!r}")
+            raise InputError(f"executor must be 'local', 'inline' or 'ray', not {executor!r}")
         lease = Lease(self.store, holder=holder, ttl=timedelta(seconds=lease_ttl))
         triggers = PolicyTriggers(self.store, self.definitions.policies)
         return Controller(self.store, chosen, lease=lease, triggers=triggers)

@@ -19,7 +19,7 @@ from driftloop.core.metadata import MetadataStore
 from driftloop.errors import NotFoundError, StateError
 from driftloop.registry import models as registry
 from driftloop.rollout import engine
-from driftloop.rollout.policy import RolloutPolicy, Step
+from driftloop.rollout.policy import AnalysisMetric, RolloutPolicy, Step
 from driftloop.serving import deployments
 
 MODEL = "fraud"
@@ -350,3 +350,18 @@ def test_a_new_rollout_closes_the_rollback_window_of_the_last_promotion(world: A
     assert [s.rollout.id for s in engine.advance_rollouts(world.store, world.traffic.log)] == [
         second.id
     ]
+
+
+def test_a_challenger_worse_on_labelled_traffic_is_rolled_back(world: Any) -> None:
+    """With labels arriving within the minute, a challenger scoring noise loses AUC to
+    the champion on live traffic: roc_auc_delta fails and the rollout rolls back."""
+    world.traffic.labels = True
+    world.traffic.behave(2, skill=0.0)
+    metrics = [AnalysisMetric("error_rate"), AnalysisMetric("roc_auc_delta", min_labelled=50)]
+    r = world.start(policy(metrics=metrics))
+    status = world.run(r.id)
+    assert status.rollout.state == "rolled_back"
+    assert status.rollout.reason.startswith("roc_auc_delta failed 1 measurement(s)")
+    [delta] = [m for m in status.measurements if m.metric == "roc_auc_delta"]
+    assert delta.value is not None
+    assert delta.value < -0.05

@@ -28,8 +28,19 @@ def run(
     once: Annotated[bool, typer.Option("--once", help="Tick once and exit.")] = False,
     executor: Annotated[
         str,
-        typer.Option(metavar="local|inline", help="Where steps run (default: child processes)."),
+        typer.Option(
+            metavar="local|inline|ray",
+            help="Where steps run (default: child processes; ray: Ray tasks).",
+        ),
     ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDR",
+            help="With --executor ray: the Ray cluster to join ('auto': the one started "
+            "on this machine; default: start a local one).",
+        ),
+    ] = None,
     lease_ttl: Annotated[
         float,
         typer.Option(
@@ -39,12 +50,14 @@ def run(
 ) -> None:
     """Run the retraining controller: evaluate triggers, train, gate and roll out, until
     interrupted (Ctrl-C / SIGTERM). Only one controller acts at a time; others wait."""
-    if executor not in ("local", "inline"):
+    if executor not in ("local", "inline", "ray"):
         raise typer.BadParameter(
-            f"must be 'local' or 'inline', not {executor!r}", param_hint="'--executor'"
+            f"must be 'local', 'inline' or 'ray', not {executor!r}", param_hint="'--executor'"
         )
+    if ray_address is not None and executor != "ray":
+        raise typer.BadParameter("only goes with --executor ray", param_hint="'--ray-address'")
     project = session(ctx).project()
-    controller = project.controller(executor=executor, lease_ttl=lease_ttl)
+    controller = project.controller(executor=executor, lease_ttl=lease_ttl, ray_address=ray_address)
     out = console()
     if once:
         report = controller.tick()
