@@ -949,7 +949,7 @@ class Project:
         :mod:`driftloop.loop.ray_executor`)."""
         from datetime import timedelta
 
-        from driftloop.loop.controller import Controller, PolicyTriggers
+        from driftloop.loop.controller import Controller, PolicyTriggers, ProgressiveRollout
         from driftloop.loop.executors import Executor, InlineExecutor, LocalExecutor
         from driftloop.loop.lease import Lease
         from driftloop.loop.steps import train_step
@@ -973,8 +973,10 @@ class Project:
         else:
             raise InputError(f"executor must be 'local', 'inline' or 'ray', not {executor!r}")
         lease = Lease(self.store, holder=holder, ttl=timedelta(seconds=lease_ttl))
-        triggers = PolicyTriggers(self.store, self.definitions.policies)
-        return Controller(self.store, chosen, lease=lease, triggers=triggers)
+        policies = self.definitions.policies
+        triggers = PolicyTriggers(self.store, policies)
+        rollout = ProgressiveRollout(self.store, policies, _ProjectLog(self))
+        return Controller(self.store, chosen, lease=lease, triggers=triggers, rollout=rollout)
 
     # -- monitoring ---------------------------------------------------------------
 

@@ -4,21 +4,27 @@ time, every step idempotent."""
 from __future__ import annotations
 
 import shutil
+import zlib
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from driftloop.cli.init import write_example
 from driftloop.core import clock
+from driftloop.core.clock import SimulatedClock, use_clock
 from driftloop.loop import runs, triggers
-from driftloop.loop.controller import Controller, PolicyTriggers
+from driftloop.loop.controller import Controller, PolicyTriggers, ProgressiveRollout
 from driftloop.loop.executors import InlineExecutor, LocalExecutor
 from driftloop.loop.lease import Lease
 from driftloop.loop.steps import RUN_TAG, train_step
 from driftloop.loop.triggers import Age, NewData, RetrainPolicy
 from driftloop.project import Project
+from driftloop.rollout.policy import RolloutPolicy
+from driftloop.serving import deployments
+from driftloop.serving.predictionlog import RecordLog, prediction_table
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +194,71 @@ def test_a_firing_recorded_without_its_run_gets_one_from_the_next_controller(
     (started,) = report.started
     assert triggers.get_firing(project.store, firing_id).run_id == started
     assert controller.tick().started == []
+
+
+def _serve_minute(project: Project, start: datetime, failing: int | None) -> None:
+    """A minute of 200 requests routed as the deployment says (the canary for its share
+    of the request ids); ``failing``: the version whose predictions fail."""
+    d = deployments.get_deployment(project.store, "fraud")
+    rng = np.random.default_rng(int(start.timestamp()))
+    ids = [f"r-{int(start.timestamp())}-{i}" for i in range(200)]
+    share = np.array([zlib.crc32(i.encode()) % 10_000 for i in ids]) / 100.0
+    canary = share < d.canary_weight if d.canary is not None else np.zeros(200, bool)
+    with RecordLog(project.config.serving.predictions) as log:
+        for version, role, mask in (
+            (d.champion, "champion", ~canary),
+            (d.canary, "canary", canary),
+        ):
+            n = int(mask.sum())
+            if version is None or n == 0:
+                continue
+            fails = (rng.random(n) < 0.3) if version == failing else np.zeros(n, bool)
+            log.submit(
+                "fraud",
+                prediction_table(
+                    request_id=[i for i, m in zip(ids, mask, strict=True) if m],
+                    at=start + timedelta(seconds=30),
+                    version=version,
+                    role=role,
+                    prediction=np.where(fails, np.nan, rng.random(n)),
+                    latency_ms=rng.uniform(1.0, 2.0, n),
+                    error=["RuntimeError: boom" if f else None for f in fails],
+                ),
+            )
+
+
+@pytest.mark.parametrize(("failing", "final"), [(False, runs.PROMOTED), (True, runs.ROLLED_BACK)])
+def test_a_version_that_passed_its_gates_is_rolled_out_and_judged_on_live_traffic(
+    project: Project, failing: bool, final: str
+) -> None:
+    """Canary steps of 50% and 100%, measured every simulated minute on the prediction
+    log: a healthy challenger is promoted; one whose predictions fail is rolled back and
+    the champion stays."""
+    plan = RolloutPolicy(steps=(50, 100), step_duration="2m", interval="1m", delay="0s")
+    policy = RetrainPolicy("fraud", when=Age("3650d"), rollout=plan)
+    queued = project.start_pipeline_run("fraud")
+    clock_ = SimulatedClock(clock.now())
+    with use_clock(clock_):
+        controller = Controller(
+            project.store,
+            project.controller(executor="inline").executor,
+            triggers=PolicyTriggers(project.store, {"fraud": policy}),
+            rollout=ProgressiveRollout(
+                project.store, {"fraud": policy}, project.monitoring_context().log
+            ),
+        )
+        controller.tick()
+        run = runs.get_run(project.store, queued.id)
+        assert run.state == runs.ROLLOUT
+        challenger = run.outputs["version"]
+        for _ in range(20):
+            _serve_minute(project, clock_.now(), challenger if failing else None)
+            clock_.advance(timedelta(minutes=1))
+            controller.tick()
+            run = runs.get_run(project.store, queued.id)
+            if run.finished:
+                break
+    assert run.state == final
+    champion = project.model_aliases("fraud")["champion"]
+    assert champion == (1 if failing else challenger)
+    assert run.outputs["rollout_state"] == ("rolled_back" if failing else "promoted")

@@ -39,12 +39,15 @@ from driftloop.loop.executors import Executor, Job, StepFailed
 from driftloop.loop.lease import Lease
 from driftloop.loop.triggers import RetrainPolicy, RunHistory
 from driftloop.registry import models as registry
+from driftloop.rollout import engine
+from driftloop.rollout.analysis import RolloutLog
 
 __all__ = [
     "Controller",
     "DirectPromotion",
     "NoTriggers",
     "PolicyTriggers",
+    "ProgressiveRollout",
     "RolloutDriver",
     "TickReport",
     "Triggers",
@@ -166,6 +169,56 @@ class DirectPromotion:
         return runs.PROMOTED, {"champion": version}
 
 
+class ProgressiveRollout:
+    """A version that passed its gates is rolled out by its model's
+    :class:`~driftloop.rollout.policy.RolloutPolicy` (the retrain policy's ``rollout``):
+    shadow, canary steps judged on live traffic, then promotion, or automatic rollback
+    (:mod:`driftloop.rollout.engine`). A model without a rollout policy, or without a
+    champion yet to compare against, is promoted at once (:class:`DirectPromotion`)."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        policies: Mapping[str, RetrainPolicy],
+        log: RolloutLog,
+        who: str = "controller",
+    ) -> None:
+        self.store, self.policies, self.log, self.who = store, dict(policies), log, who
+        self.direct = DirectPromotion(store, who)
+
+    def start(self, run: runs.PipelineRun, version: int) -> dict[str, Any]:
+        policy = self.policies.get(run.model)
+        plan = policy.rollout if policy is not None else None
+        champion = registry.aliases(self.store, run.model).get("champion")
+        if plan is None or champion is None or champion == version:
+            return self.direct.start(run, version)
+        rollout = engine.start_rollout(
+            self.store,
+            run.model,
+            version,
+            plan,
+            who=self.who,
+            reason=f"gates passed in pipeline run {run.id}",
+            run_id=run.id,
+        )
+        return {"rollout": rollout.id}
+
+    def advance(self, run: runs.PipelineRun, now: datetime) -> tuple[str, dict[str, Any]]:
+        rollout_id = run.outputs.get("rollout")
+        if not isinstance(rollout_id, int):
+            return self.direct.advance(run, now)
+        status = engine.advance(self.store, rollout_id, self.log, now=now)
+        r = status.rollout
+        outcome = {"rollout_state": r.state, "rollout_reason": r.reason}
+        if r.state == "promoted":
+            return runs.PROMOTED, outcome
+        if r.state in ("rolled_back", "aborted"):
+            return runs.ROLLED_BACK, outcome
+        if r.state == "paused":
+            return runs.PAUSED, outcome
+        return runs.ROLLOUT, outcome
+
+
 @dataclass
 class TickReport:
     """What one tick did."""
@@ -214,7 +267,8 @@ class Controller:
             firing = self.triggers.check(model, now, self._history(model, now))
             if firing is not None:
                 report.started.append(self._start(model, firing, "a trigger fired"))
-        for run in reversed(runs.list_runs(self.store, states=runs.ACTIVE)):  # oldest first
+        advancing = (*runs.ACTIVE, runs.PAUSED)
+        for run in reversed(runs.list_runs(self.store, states=advancing)):  # oldest first
             try:
                 report.advanced[run.id] = self._advance(run, now)
             except Exception as exc:  # one broken run must not stop the others
@@ -253,19 +307,19 @@ class Controller:
             return self._submit(run, run.state, failed=False)
         if run.state == runs.TRAINING:
             return self._training(run)
-        if run.state == runs.ROLLOUT:
+        if run.state in (runs.ROLLOUT, runs.PAUSED):  # a paused rollout may be resumed
             state, outputs = self.rollout.advance(run, now)
-            if state != runs.ROLLOUT and runs.transition(
+            if state != run.state and runs.transition(
                 self.store,
                 run.id,
-                runs.ROLLOUT,
+                run.state,
                 state,
                 step="rollout",
                 outputs=outputs,
                 detail=outputs,
             ):
                 return state
-            return runs.ROLLOUT
+            return run.state
         return run.state
 
     def _submit(self, run: runs.PipelineRun, expected: str, *, failed: bool) -> str:

@@ -69,6 +69,7 @@ from driftloop.features.registry import list_views, parse_refs
 from driftloop.loop.tables import trigger_firings
 from driftloop.monitoring.tables import monitoring_metrics, monitoring_windows
 from driftloop.registry import models as registry
+from driftloop.rollout.policy import RolloutPolicy
 from driftloop.training import runs
 from driftloop.training.spec import ModelSpec
 from driftloop.training.tables import training_runs
@@ -809,13 +810,16 @@ class RetrainPolicy:
     """When to retrain ``model`` (its name or its :class:`ModelSpec`), and the limits:
     no run starts within ``cooldown`` of the last run's start, nor when
     ``max_runs_per_day`` runs started in the last 24 hours; the controller stops a run
-    that trains longer than ``max_training_time``."""
+    that trains longer than ``max_training_time``. A version that passes its gates is
+    rolled out by ``rollout`` (a :class:`~driftloop.rollout.policy.RolloutPolicy`:
+    shadow, canary steps judged on live traffic) or, when None, made champion at once."""
 
     model: str | ModelSpec
     when: Trigger
     cooldown: str | timedelta = "6h"
     max_runs_per_day: int | None = None
     max_training_time: str | timedelta | None = None
+    rollout: RolloutPolicy | None = None
 
     def __post_init__(self) -> None:
         name = self.name
@@ -834,6 +838,10 @@ class RetrainPolicy:
             _count(self.max_runs_per_day, where, "max_runs_per_day")
         if self.max_training_time is not None:
             _duration(self.max_training_time, where, "max_training_time")
+        if self.rollout is not None and not isinstance(self.rollout, RolloutPolicy):
+            raise DefinitionError(
+                f"{where}: rollout must be a RolloutPolicy or None, got {self.rollout!r}"
+            )
 
     @property
     def name(self) -> str:
@@ -864,6 +872,7 @@ class RetrainPolicy:
             "max_training_time": None
             if self.max_training_time is None
             else format_duration(parse_duration(self.max_training_time)),
+            "rollout": None if self.rollout is None else self.rollout.to_dict(),
         }
 
 
