@@ -190,11 +190,12 @@ def test_rollback_error_cases_exit_with_their_codes(project: Path) -> None:
 
 
 def test_rollouts_show_resume_and_abort_error_cases(project: Path, clock: SimulatedClock) -> None:
-    """An unknown rollout exits 4, a non-number 2; only a paused rollout resumes and
-    only an active one aborts (6)."""
+    """An unknown rollout or model exits 4, a non-number 2, an unknown state 3; only a
+    paused rollout resumes and only an active one aborts (6)."""
     assert cli(project, "rollouts", "show", "99").exit_code == 4
     assert cli(project, "rollouts", "show", "first").exit_code == 2
     assert cli(project, "rollouts", "list", "nope").exit_code == 4
+    assert cli(project, "rollouts", "list", "--state", "done").exit_code == 3
     rollout_id = rolled_back(project, clock)
     assert cli(project, "rollouts", "resume", str(rollout_id)).exit_code == 6
     assert cli(project, "rollouts", "abort", str(rollout_id)).exit_code == 6

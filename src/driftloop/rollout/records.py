@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from driftloop.core.metadata import MetadataStore
-from driftloop.errors import NotFoundError
+from driftloop.errors import InputError, NotFoundError
 from driftloop.registry import models as registry
 from driftloop.rollout.analysis import Measurement
 from driftloop.rollout.policy import RolloutPolicy, Step
@@ -417,6 +417,11 @@ def list_rollouts(
     limit: int | None = None,
 ) -> list[Rollout]:
     """Rollouts, newest first (of one model, in one state, at most ``limit``)."""
+    if state is not None and state not in (*ACTIVE_STATES, *FINISHED_STATES):
+        raise InputError(
+            f"state {state!r} is not one of {', '.join((*ACTIVE_STATES, *FINISHED_STATES))}",
+            field="state",
+        )
     query = sa.select(rollouts).order_by(rollouts.c.id.desc())
     with store.connect() as conn:
         if model is not None:
