@@ -17,6 +17,7 @@ MODULES = [
     "driftloop.features.online",
     "driftloop.features.online_sqlite",
     "driftloop.monitoring.alerts",
+    "driftloop.rollout.policy",
     "driftloop.serving.predictionlog",
     "driftloop.serving.routing",
     "driftloop.training.encoding",

@@ -28,11 +28,18 @@ if _typing.TYPE_CHECKING:
         RetrainPolicy,
         Schedule,
     )
+    from driftloop.monitoring.definitions import AlertRule, Monitor
     from driftloop.project import Project
+    from driftloop.rollout.policy import AnalysisMetric, RolloutPolicy, Step
     from driftloop.training.spec import Label, ModelSpec, TimeSplit
 
 _EXPORTS = {
     "Age": "driftloop.loop.triggers",
+    "AlertRule": "driftloop.monitoring.definitions",
+    "AnalysisMetric": "driftloop.rollout.policy",
+    "Monitor": "driftloop.monitoring.definitions",
+    "RolloutPolicy": "driftloop.rollout.policy",
+    "Step": "driftloop.rollout.policy",
     "Aggregate": "driftloop.features.definitions",
     "AllOf": "driftloop.loop.triggers",
     "AnyOf": "driftloop.loop.triggers",
@@ -65,7 +72,9 @@ _EXPORTS = {
 __all__ = [
     "Age",
     "Aggregate",
+    "AlertRule",
     "AllOf",
+    "AnalysisMetric",
     "AnyOf",
     "BatchRules",
     "CalibrationBound",
@@ -79,14 +88,17 @@ __all__ = [
     "FeatureView",
     "Label",
     "ModelSpec",
+    "Monitor",
     "NewData",
     "Project",
     "Quality",
     "RetrainPolicy",
+    "RolloutPolicy",
     "Schedule",
     "SimulatedClock",
     "SliceRegression",
     "Source",
+    "Step",
     "Threshold",
     "TimeSplit",
     "__version__",

@@ -137,6 +137,11 @@ class RolloutDriver(Protocol):
         (``promoted``, ``rolled_back`` or ``paused``) and outputs to record."""
         ...
 
+    def settle(self, now: datetime) -> None:
+        """Whatever rollouts still need after their run ended (a promotion's rollback
+        window to close)."""
+        ...
+
 
 class DirectPromotion:
     """No progressive rollout: the version becomes champion at once, by compare-and-set
@@ -167,6 +172,9 @@ class DirectPromotion:
         except StateError as exc:
             return runs.REJECTED, {"reason": f"the champion changed meanwhile: {exc}"}
         return runs.PROMOTED, {"champion": version}
+
+    def settle(self, now: datetime) -> None:
+        return None
 
 
 class ProgressiveRollout:
@@ -217,6 +225,9 @@ class ProgressiveRollout:
         if r.state == "paused":
             return runs.PAUSED, outcome
         return runs.ROLLOUT, outcome
+
+    def settle(self, now: datetime) -> None:
+        engine.advance_rollouts(self.store, self.log, now=now)
 
 
 @dataclass
@@ -275,6 +286,7 @@ class Controller:
                 _log.exception("pipeline run %s could not advance", run.id)
                 runs.add_event(self.store, run.id, "error", run.step, {"error": str(exc)})
                 report.advanced[run.id] = run.state
+        self.rollout.settle(now)
         return report
 
     def _drop_jobs(self) -> None:
