@@ -65,7 +65,7 @@ def test_a_run_started_by_hand_is_trained_gated_and_promoted(project: Project) -
     assert project.model_version("fraud", version).tags[RUN_TAG] == run.id
     _, timeline = project.pipeline_run(run.id)
     steps = [e["step"] for e in timeline if e["kind"] == "step"]
-    assert steps == ["training_set", "train", "evaluate", "gate", "register"]
+    assert steps == ["started", "training_set", "train", "evaluate", "gate", "register"]
     assert [e["kind"] for e in timeline if e["kind"] != "step"] == [
         "created",
         "training",

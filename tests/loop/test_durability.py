@@ -91,6 +91,8 @@ def test_a_controller_killed_at_random_points_resumes_every_run(project: Project
     assert project.model_aliases("fraud")["champion"] == finished[-1].outputs["version"]
     moves = project.alias_history("fraud", "champion")
     assert [m.to_version for m in moves][-3:] == [r.outputs["version"] for r in finished]
+    still = [r.id for r in project.runs("fraud") if r.status == "running"]
+    assert still == []  # the training runs of killed steps were marked abandoned
     for _ in range(50):  # a killed controller's step ends itself
         if not workers_of(project.root):
             break

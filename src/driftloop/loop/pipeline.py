@@ -246,8 +246,9 @@ def train_model(
     """Run the pipeline for ``spec`` once; see the module docstring.
 
     ``tags`` are added to the registered version's; ``on_step(step, outputs)`` is called
-    as each step ends (``training_set``, ``train``, ``evaluate``, ``gate``, ``register``):
-    the durable controller records them on its run's timeline.
+    when the training run starts (``started``) and as each step ends (``training_set``,
+    ``train``, ``evaluate``, ``gate``, ``register``): the durable controller records them
+    on its run's timeline.
     """
 
     def done(step: str, **outputs: Any) -> None:
@@ -264,6 +265,7 @@ def train_model(
         code_version=code_version(project_root),
         who=ctx.who,
     )
+    done("started", training_run=run_id)
     try:
         with start_child(spec) as child:  # imports its libraries while we prepare
             prepared = prepare(ctx, spec, as_of=as_of, store=False, child=child)

@@ -5,7 +5,8 @@ register — :func:`driftloop.loop.pipeline.train_model`, with the version tagge
 pipeline run's id. Before training, the step looks for a version already carrying that
 tag: a step started again after a crash (the controller or its child killed after the
 version was registered but before the step's result was recorded) finds it and returns
-it, so a run never registers two versions.
+it, so a run never registers two versions. Training runs an earlier attempt started and
+never finished are marked failed ("abandoned") first.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from driftloop.core.metadata import MetadataStore
-from driftloop.errors import NotFoundError
+from driftloop.errors import NotFoundError, StateError
 from driftloop.loop import runs
 from driftloop.registry import models as registry
+from driftloop.training import runs as training_runs
 
-__all__ = ["RUN_TAG", "Trainer", "existing_version", "train_step"]
+__all__ = ["RUN_TAG", "Trainer", "abandon_training_runs", "existing_version", "train_step"]
 
 RUN_TAG = "pipeline_run"
 """The version tag naming the pipeline run that registered it."""
@@ -59,8 +61,34 @@ def _result(version: registry.ModelVersion, resumed: bool) -> dict[str, Any]:
     }
 
 
+def abandon_training_runs(store: MetadataStore, run_id: str) -> list[str]:
+    """Mark failed the training runs an earlier attempt of this pipeline run started and
+    never finished (its process was killed): they would otherwise stay ``running``."""
+    abandoned = []
+    for event in runs.events(store, run_id):
+        detail = event["detail"] if isinstance(event["detail"], dict) else {}
+        training = detail.get("training_run")
+        if event["kind"] != "step" or event["step"] != "started" or not training:
+            continue
+        if training_runs.get_run(store, training).status != training_runs.RUNNING:
+            continue
+        try:
+            training_runs.fail_run(
+                store,
+                training,
+                f"abandoned: the process of pipeline run {run_id}'s train step ended before "
+                "it finished; the step was started again",
+                total_seconds=0.0,
+            )
+        except StateError:  # it finished meanwhile
+            continue
+        abandoned.append(training)
+    return abandoned
+
+
 def train_step(train: Trainer, store: MetadataStore, model: str, run_id: str) -> dict[str, Any]:
     """Train ``model`` for pipeline run ``run_id`` (see the module doc)."""
+    abandon_training_runs(store, run_id)
     found = existing_version(store, model, run_id)
     if found is not None:
         return _result(found, resumed=True)
