@@ -63,6 +63,16 @@ def _parse_str(value: Any) -> str:
     return value
 
 
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 def _parse_optional_str(value: Any) -> str:
     if value is None:
         return ""
@@ -247,6 +257,13 @@ SETTINGS: tuple[Setting, ...] = (
         "dropped and counted, never delaying responses.",
     ),
     Setting(
+        "serving.client_time",
+        _parse_bool,
+        False,
+        "Accept an x-driftloop-time header that sets the time a prediction or label is "
+        "recorded at (replays in simulated time); off, the header is refused.",
+    ),
+    Setting(
         "monitoring.profiles",
         _parse_str,
         ".driftloop/monitoring",
@@ -330,6 +347,7 @@ class ServingConfig:
     max_instances: int = 1000
     max_log_backlog: int = 200_000
     shadow_queue: int = 1000
+    client_time: bool = False
 
 
 @dataclass(frozen=True)
@@ -459,6 +477,7 @@ def load_config(root: str | os.PathLike[str], env: Mapping[str, str] | None = No
             max_instances=resolved["serving.max_instances"],
             max_log_backlog=resolved["serving.max_log_backlog"],
             shadow_queue=resolved["serving.shadow_queue"],
+            client_time=resolved["serving.client_time"],
         ),
         monitoring=MonitoringConfig(
             profiles=root_path / resolved["monitoring.profiles"],

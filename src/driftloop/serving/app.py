@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -136,6 +137,27 @@ def _request_id(request: Request) -> str:
     return given
 
 
+def _client_time(request: Request, allowed: bool) -> datetime | None:
+    """The time an ``x-driftloop-time`` header asks the request to be recorded at."""
+    given = request.headers.get("x-driftloop-time")
+    if given is None:
+        return None
+    if not allowed:
+        raise InputError(
+            "x-driftloop-time is accepted only when serving.client_time is on "
+            "(replays in simulated time)"
+        )
+    try:
+        at = datetime.fromisoformat(given.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(
+            f"x-driftloop-time {given!r} is not an ISO 8601 time (e.g. 2013-03-01T06:00:00Z)"
+        ) from None
+    if at.tzinfo is None:
+        raise InputError(f"x-driftloop-time {given!r} has no time zone (add Z or +00:00)")
+    return at.astimezone(UTC)
+
+
 def create_app(project: Project, *, engine: Engine | None = None) -> Starlette:
     """The server's ASGI app for ``project`` (started and stopped by its lifespan)."""
     engine = engine or Engine(project, metrics=ServerMetrics())
@@ -173,9 +195,10 @@ def create_app(project: Project, *, engine: Engine | None = None) -> Starlette:
 
     async def predict(request: Request) -> Response:
         request_id = _request_id(request)
+        at = _client_time(request, engine.config.client_time)
         body = await _read_body(request, limit)
         parsed = PredictRequest.model_validate_json(body)
-        result = engine.predict(request.path_params["model"], parsed, request_id)
+        result = engine.predict(request.path_params["model"], parsed, request_id, at=at)
         if engine.strict and result.logged:
             try:
                 await asyncio.gather(*(asyncio.wrap_future(f) for f in result.logged))
@@ -188,9 +211,10 @@ def create_app(project: Project, *, engine: Engine | None = None) -> Starlette:
         return _json(result.body, headers={"x-request-id": request_id})
 
     async def feedback(request: Request) -> Response:
+        at = _client_time(request, engine.config.client_time)
         body = await _read_body(request, limit)
         parsed = FeedbackRequest.model_validate_json(body)
-        accepted, future = engine.feedback(parsed)
+        accepted, future = engine.feedback(parsed, at=at)
         if engine.strict:
             try:
                 await asyncio.wrap_future(future)

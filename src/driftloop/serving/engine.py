@@ -275,7 +275,14 @@ class Engine:
 
     # --- predictions --------------------------------------------------------------------
 
-    def predict(self, model: str, request: PredictRequest, request_id: str) -> PredictResult:
+    def predict(
+        self,
+        model: str,
+        request: PredictRequest,
+        request_id: str,
+        *,
+        at: datetime | None = None,
+    ) -> PredictResult:
         """Score a request: the response body, and the log records' futures."""
         started = time.perf_counter()
         state = self.state(model)
@@ -304,7 +311,7 @@ class Engine:
                 groups.setdefault(
                     self._route(deployment, request, instance, request_id), []
                 ).append(i)
-        at = clock.now()
+        at = at or clock.now()
         outputs: list[dict[str, Any] | None] = [None] * n
         scored = []
         for routed, indices in groups.items():
@@ -465,8 +472,11 @@ class Engine:
 
     # --- feedback -----------------------------------------------------------------------
 
-    def feedback(self, request: FeedbackRequest) -> tuple[int, Future[None]]:
-        """Store labels: how many, and the future of their records."""
+    def feedback(
+        self, request: FeedbackRequest, *, at: datetime | None = None
+    ) -> tuple[int, Future[None]]:
+        """Store labels (received at ``at``, default now): how many, and the future of
+        their records."""
         self.state(request.model)
         items = request.batch()
         if len(items) > self.config.max_instances:
@@ -497,6 +507,7 @@ class Engine:
             instance=[item.instance for item in items],
             keys=keys,
             event_time=[item.event_time for item in items],
+            at=at,
         )
         return len(items), self.feedback_log.submit(request.model, table)
 
