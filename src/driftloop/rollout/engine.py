@@ -91,9 +91,9 @@ import sqlalchemy as sa
 
 from driftloop.core import clock
 from driftloop.core.metadata import MetadataStore
-from driftloop.errors import InputError, NotFoundError, StateError
+from driftloop.errors import InputError, StateError
 from driftloop.registry import models as registry
-from driftloop.registry.tables import model_aliases, model_versions
+from driftloop.registry.tables import model_aliases
 from driftloop.rollout import records
 from driftloop.rollout.analysis import Analysed, Measurement, RolloutLog, Subject, measure
 from driftloop.rollout.policy import RolloutPolicy
@@ -303,18 +303,7 @@ def _insert(
     reason: str,
     run_id: str | None,
 ) -> int:
-    exists = conn.execute(
-        sa.select(model_versions.c.version).where(
-            model_versions.c.model == model, model_versions.c.version == version
-        )
-    ).first()
-    if exists is None:
-        known = conn.execute(
-            sa.select(model_versions.c.version)
-            .where(model_versions.c.model == model)
-            .order_by(model_versions.c.version)
-        ).scalars()
-        raise NotFoundError("model version", f"{model}/{version}", known=[str(v) for v in known])
+    deploy.require_version(conn, model, version)
     champion = conn.execute(
         sa.select(model_aliases.c.version).where(
             model_aliases.c.model == model, model_aliases.c.alias == CHAMPION

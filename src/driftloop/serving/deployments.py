@@ -56,6 +56,7 @@ __all__ = [
     "get_deployment",
     "list_deployments",
     "promote",
+    "require_version",
     "set_canary",
     "set_routing_key",
     "set_shadow",
@@ -317,7 +318,9 @@ def _read(conn: Connection, model: str) -> Deployment:
     return _from_row(row)
 
 
-def _require_version(conn: Connection, model: str, version: int) -> None:
+def require_version(conn: Connection, model: str, version: int) -> None:
+    """Raise NotFoundError (listing the known versions) unless ``version`` of ``model``
+    is registered."""
     found = conn.execute(
         sa.select(model_versions.c.version).where(
             model_versions.c.model == model, model_versions.c.version == version
@@ -467,7 +470,7 @@ def set_canary(
     share = _check_weight(weight)
 
     def apply(conn: Connection, current: Deployment) -> Deployment:
-        _require_version(conn, model, version)
+        require_version(conn, model, version)
         if current.champion is None:
             raise StateError(
                 f"model {model!r} has no champion for the canary to be compared with; set "
@@ -504,7 +507,7 @@ def set_shadow(
 
     def apply(conn: Connection, current: Deployment) -> Deployment:
         if version is not None:
-            _require_version(conn, model, version)
+            require_version(conn, model, version)
             _not_champion(current, version, "shadow")
         return replace(current, shadow=version)
 
@@ -535,7 +538,7 @@ def set_split(
 
     def apply(conn: Connection, current: Deployment) -> Deployment:
         for version in (arms or {}).values():
-            _require_version(conn, model, version)
+            require_version(conn, model, version)
         if arms is not None and current.canary is not None:
             raise StateError(
                 f"model {model!r} has a canary (version {current.canary}); promote or "
@@ -586,7 +589,7 @@ def stage(
     version = _check_version(version, "version")
 
     def apply(conn: Connection, current: Deployment) -> Deployment:
-        _require_version(conn, model, version)
+        require_version(conn, model, version)
         _not_champion(current, version, "staged version")
         return replace(current, staged=version)
 
