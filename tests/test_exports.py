@@ -22,6 +22,7 @@ def test_the_public_names_are_the_ones_users_type() -> None:
         "data",
         "errors",
         "evaluation",
+        "examples",
         "features",
         "loop",
         "monitoring",

@@ -1,0 +1,1 @@
+"""Example projects built from real public data (``driftloop[demo]``)."""
