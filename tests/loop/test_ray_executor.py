@@ -137,7 +137,7 @@ def test_a_run_queued_by_hand_is_trained_by_a_ray_task_and_promoted(project: Pro
     assert project.model_version("fraud", version).tags[RUN_TAG] == run.id
     _, timeline = project.pipeline_run(run.id)
     steps = [e["step"] for e in timeline if e["kind"] == "step"]
-    assert steps == ["training_set", "train", "evaluate", "gate", "register"]
+    assert steps == ["started", "training_set", "train", "evaluate", "gate", "register"]
 
 
 def test_a_failing_task_is_tried_again_then_the_run_fails(project: Project) -> None:
