@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from driftloop.core.duck import cursor
 from driftloop.errors import InputError
 from driftloop.monitoring.drift import float_list
+from driftloop.monitoring.statistics import category_counts
 
 __all__ = [
     "CategoricalColumn",
@@ -338,11 +339,7 @@ def _merge_columns(parts: Sequence[Column]) -> Column:
 
 def _as_categories(column: NumericColumn) -> dict[str, int]:
     """A numeric column's values counted as categories (a column whose kind changed)."""
-    labels = pc.cast(pa.array(column.values), pa.string())
-    counted = pc.value_counts(labels)
-    out = dict(
-        zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)
-    )
+    out = category_counts(pa.array(column.values))
     if column.nulls:
         out["null"] = out.get("null", 0) + column.nulls
     return out
@@ -374,21 +371,7 @@ def _numeric(column: pa.ChunkedArray) -> NumericColumn:
 
 
 def _categorical(column: pa.ChunkedArray) -> CategoricalColumn:
-    array = column
-    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        array = pc.cast(array, pa.string())
-    counted = pc.value_counts(pc.fill_null(array, "null"))
-    return CategoricalColumn(
-        dict(
-            zip(
-                counted.field("values").to_pylist(),
-                counted.field("counts").to_pylist(),
-                strict=True,
-            )
-        ),
-        len(column),
-        column.null_count,
-    )
+    return CategoricalColumn(category_counts(column), len(column), column.null_count)
 
 
 def _split(table: pa.Table, column: str) -> list[tuple[int, npt.NDArray[np.float64]]]:

@@ -49,6 +49,7 @@ __all__ = [
     "Statistic",
     "StatisticName",
     "auto_statistic",
+    "category_counts",
     "chisquare",
     "jensenshannon",
     "ks",
@@ -149,7 +150,7 @@ class CategoricalReference:
 
     @classmethod
     def fit(cls, values: Sequence[Any] | npt.ArrayLike | pa.Array) -> CategoricalReference:
-        return cls(_counts(values))
+        return cls(category_counts(values))
 
     @property
     def size(self) -> int:
@@ -157,7 +158,7 @@ class CategoricalReference:
 
     def table(self, values: Sequence[Any] | npt.ArrayLike) -> npt.NDArray[np.float64]:
         """The 2 x k table: reference and current counts over the union of categories."""
-        current = _counts(values)
+        current = category_counts(values)
         categories = sorted(set(self.counts) | set(current))
         return np.array(
             [
@@ -211,7 +212,7 @@ def _wasserstein(merged: _Merged, std: float, threshold: float) -> Statistic:
     return Statistic("wasserstein", area / (std if std > 0 else 1.0), threshold)
 
 
-def _counts(values: Any) -> dict[Any, int]:
+def category_counts(values: Any) -> dict[Any, int]:
     """Count of each value (as text; nulls as the category ``"null"``), hashed in Arrow;
     counts already made (a mapping) are taken as they are."""
     if isinstance(values, Mapping):
