@@ -193,22 +193,25 @@ class _ProjectLog:
     def __init__(self, project: Project) -> None:
         self.project = project
         self.config = project.config
-        self._labels: dict[tuple[str, datetime], pa.Table | None] = {}
+        self._labels: dict[tuple[str, datetime], tuple[ModelSpec, pa.Table] | None] = {}
 
     def predictions(self, model: str, since: datetime, until: datetime) -> pa.Table:
         from driftloop.serving.predictionlog import read_log
 
         return read_log(self.config.serving.predictions, model, since=since, until=until)
 
-    def _source_rows(self, model: str, now: datetime) -> pa.Table | None:
-        """The label rows of the model's label source known at ``now`` (read once)."""
+    def _source_rows(self, model: str, now: datetime) -> tuple[ModelSpec, pa.Table] | None:
+        """The model's spec and the label rows of its label source known at ``now``
+        (read once per time)."""
         from driftloop.monitoring.labels import known_labels
 
         key = (model, now)
         if key not in self._labels:
             spec = self.project.definitions.models.get(model)
             self._labels[key] = (
-                None if spec is None else known_labels(self.project._features(), spec, now=now)
+                None
+                if spec is None
+                else (spec, known_labels(self.project._features(), spec, now=now))
             )
         return self._labels[key]
 
@@ -218,10 +221,9 @@ class _ProjectLog:
 
         # a label is received after its prediction: older feedback cannot apply
         feedback = read_log(self.config.serving.feedback, model, since=since)
-        rows = self._source_rows(model, now)
-        spec = self.project.definitions.models.get(model)
-        if rows is not None and spec is not None and rows.num_rows:
-            labels = as_feedback(spec, rows, model=model, since=since)
+        source = self._source_rows(model, now)
+        if source is not None and source[1].num_rows:
+            labels = as_feedback(source[0], source[1], model=model, since=since)
             keys = [c for c in labels.column_names if c.startswith("key.")]
             if labels.num_rows and all(k in table.column_names for k in keys):
                 parts = [feedback, labels] if feedback.num_rows else [labels]
