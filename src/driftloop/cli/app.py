@@ -22,6 +22,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from driftloop import __version__
+from driftloop.cli import backtest as backtest_cmd
 from driftloop.cli import data as data_cmd
 from driftloop.cli import deploy as deploy_cmd
 from driftloop.cli import features as features_cmd
@@ -330,6 +331,7 @@ app.command("deploy")(deploy_cmd.deploy)
 app.command("serve")(serve_cmd.serve)
 app.command("predictions")(predictions_cmd.predictions)
 app.command("run")(loop_cmd.run)
+app.command("backtest")(backtest_cmd.backtest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -430,6 +430,16 @@ class Engine:
                     copy.request_id,
                     exc,
                 )
+            finally:
+                self._shadow.task_done()
+
+    def drain(self, timeout: float | None = 30.0) -> None:
+        """Wait until every queued shadow copy is scored and every record written (a
+        replay does this before it analyses what it served)."""
+        if self._shadow_thread is not None and self._shadow_thread.is_alive():
+            self._shadow.join()
+        self.predictions.flush(timeout)
+        self.feedback_log.flush(timeout)
 
     def _score_shadow(self, copy: _ShadowCopy) -> None:
         state = self._states.get(copy.model)
