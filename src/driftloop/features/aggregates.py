@@ -131,6 +131,7 @@ class _Agg:
     value: str  # the aggregated column, renamed in the query
     micros: int  # the window in microseconds
     exponent: int = 0  # float sums: values are summed exactly as integers of 2**-exponent
+    integral: bool = False  # the column holds integers (or booleans): sums are exact as is
 
     @property
     def name(self) -> str:
@@ -186,7 +187,8 @@ def window_aggregates(
             "(created_time with known_at_only); use plan='join' or 'auto'"
         )
     entity, source = _quoted(entity), _quoted(source)
-    _check_types(con, source, view, aggs)
+    integral = _check_types(con, source, view, aggs)
+    aggs = [dataclasses.replace(a, integral=a.aggregate.column in integral) for a in aggs]
     keys = [quote(k) for k in view.entity.keys]
     widest = max((a.micros for a in aggs), default=1)
     wants_last = any(a.aggregate.function == "last" for a in aggs)
@@ -242,8 +244,11 @@ _HEADROOM_BITS = 90
 
 
 def _float_sum(agg: _Agg) -> bool:
-    """Whether ``agg`` adds floating-point values (a float sum or any mean)."""
+    """Whether ``agg`` adds floating-point values (a float sum or a mean of a column that
+    does not hold integers: integers add exactly in a HUGEINT as they are)."""
     function = agg.aggregate.function
+    if agg.integral:
+        return False
     return function == "mean" or (function == "sum" and agg.target == "DOUBLE")
 
 
@@ -368,6 +373,11 @@ def _aggregate_sql(agg: _Agg, suffix: str) -> str:
     count = f"count({v}){suffix}"
     if function == "count":
         call = f"NULLIF({count}, 0)"
+    elif function in ("sum", "mean") and agg.integral:
+        total = f"CAST(sum(CAST({v} AS HUGEINT)){suffix} AS DOUBLE)"
+        call = f"{total} / {count}" if function == "mean" else total
+        if function == "sum" and agg.target != "DOUBLE":
+            call = f"sum(CAST({v} AS {agg.target})){suffix}"
     elif function == "sum" and agg.target == "DOUBLE":
         call = _exact_sum(v, agg.exponent, suffix)
     elif function == "sum":
@@ -403,11 +413,12 @@ def _requested(view: FeatureView, features: Sequence[str]) -> list[_Agg]:
 
 def _check_types(
     con: duckdb.DuckDBPyConnection, source: str, view: FeatureView, aggs: list[_Agg]
-) -> None:
-    """Refuse, naming the feature, an aggregate its column's type cannot give."""
+) -> set[str]:
+    """Refuse, naming the feature, an aggregate its column's type cannot give; return
+    the columns that hold integers or booleans."""
     columns = sorted({a.aggregate.column for a in aggs})
     if not columns:
-        return
+        return set()
     relation = con.sql(f"SELECT {', '.join(quote(c) for c in columns)} FROM {source} LIMIT 0")
     types = {c: str(t).lower() for c, t in zip(columns, relation.types, strict=True)}
     for agg in aggs:
@@ -439,6 +450,11 @@ def _check_types(
                 f"{agg.aggregate.column!r}, a {column_type.upper()}) cannot be a {target}; "
                 "declare a matching type= on the Aggregate"
             )
+    return {
+        c
+        for c, t in types.items()
+        if t == "boolean" or (t in _NUMERIC and "int" in t and t != "uhugeint")
+    }
 
 
 def _quoted(name: str) -> str:
