@@ -193,25 +193,30 @@ class _ProjectLog:
     def __init__(self, project: Project) -> None:
         self.project = project
         self.config = project.config
-        self._labels: dict[tuple[str, datetime], tuple[ModelSpec, pa.Table] | None] = {}
+        self._labels: dict[tuple[str, datetime, datetime], tuple[ModelSpec, pa.Table] | None] = {}
 
     def predictions(self, model: str, since: datetime, until: datetime) -> pa.Table:
         from driftloop.serving.predictionlog import read_log
 
         return read_log(self.config.serving.predictions, model, since=since, until=until)
 
-    def _source_rows(self, model: str, now: datetime) -> tuple[ModelSpec, pa.Table] | None:
+    def _source_rows(
+        self, model: str, now: datetime, since: datetime
+    ) -> tuple[ModelSpec, pa.Table] | None:
         """The model's spec and the label rows of its label source known at ``now``
-        (read once per time)."""
+        from the batches with rows since ``since`` (read once per pair)."""
         from driftloop.monitoring.labels import known_labels
 
-        key = (model, now)
+        key = (model, now, since)
         if key not in self._labels:
             spec = self.project.definitions.models.get(model)
             self._labels[key] = (
                 None
                 if spec is None
-                else (spec, known_labels(self.project._features(), spec, now=now))
+                else (
+                    spec,
+                    known_labels(self.project._features(), spec, now=now, since=since),
+                )
             )
         return self._labels[key]
 
@@ -221,7 +226,7 @@ class _ProjectLog:
 
         # a label is received after its prediction: older feedback cannot apply
         feedback = read_log(self.config.serving.feedback, model, since=since)
-        source = self._source_rows(model, now)
+        source = self._source_rows(model, now, since)
         if source is not None and source[1].num_rows:
             labels = as_feedback(source[0], source[1], model=model, since=since)
             keys = [c for c in labels.column_names if c.startswith("key.")]

@@ -341,16 +341,22 @@ def read_source(
     as_of: datetime | None = None,
     columns: Sequence[str] | None = None,
     verify: bool = True,
+    event_since: datetime | None = None,
 ) -> pa.Table:
     """A source's data as of a time: the union of the batches accepted by then.
 
     Batches written under older contract versions lack columns added later; those
     come back as nulls. Every blob's hash is verified before it is read.
+    ``event_since``: skip the batches whose every event time is before it (the rows
+    of the others are all returned).
     """
     from driftloop.data.sources import get_source_state
 
     state = get_source_state(store, source)
     versions = list_versions(store, source, as_of=as_of)
+    if event_since is not None:
+        since = clock.ensure_utc(event_since)
+        versions = [v for v in versions if v.event_max is None or v.event_max >= since]
     schema = state.contract.arrow_schema
     for name in columns or ():
         if name not in schema.names:

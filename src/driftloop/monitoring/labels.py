@@ -26,9 +26,13 @@ __all__ = ["as_feedback", "known_labels"]
 _TS = pa.timestamp("us", tz="UTC")
 
 
-def known_labels(ctx: FeatureContext, spec: ModelSpec, *, now: datetime) -> pa.Table:
-    """The label source's rows whose label is known at ``now`` (read once per run)."""
-    table, _ = label_rows(ctx, spec, as_of=now, extra=[])
+def known_labels(
+    ctx: FeatureContext, spec: ModelSpec, *, now: datetime, since: datetime | None = None
+) -> pa.Table:
+    """The label source's rows whose label is known at ``now``, skipping the batches
+    older than ``since`` when they can be told apart (see
+    :func:`~driftloop.training.train.label_rows`)."""
+    table, _ = label_rows(ctx, spec, as_of=now, extra=[], since=since)
     return table
 
 

@@ -79,19 +79,30 @@ def _entity(ctx: FeatureContext, spec: ModelSpec) -> Entity:
 
 
 def label_rows(
-    ctx: FeatureContext, spec: ModelSpec, *, as_of: datetime, extra: list[str]
+    ctx: FeatureContext,
+    spec: ModelSpec,
+    *,
+    as_of: datetime,
+    extra: list[str],
+    since: datetime | None = None,
 ) -> tuple[pa.Table, int]:
     """The label source's rows whose label is known at ``as_of``, oldest first, with the
     entity keys, the timestamp, the label, ``extra`` columns and when the label became
     known; also how many rows were left out because their label was missing or not yet
-    known."""
+    known. ``since``: when the label's timestamp is the source's event time, the batches
+    with no row at or after it are not read (their rows may still come back)."""
     label = spec.label
     keys = _entity(ctx, spec).join_keys
     wanted = [*keys, label.timestamp, label.column, *extra]
     if label.known_at:
         wanted.append(label.known_at)
     wanted = list(dict.fromkeys(wanted))
-    table = read_source(ctx.store, ctx.artifacts, label.source, as_of=as_of)
+    if since is not None:
+        from driftloop.data.sources import get_source_state
+
+        if get_source_state(ctx.store, label.source).contract.event_time != label.timestamp:
+            since = None
+    table = read_source(ctx.store, ctx.artifacts, label.source, as_of=as_of, event_since=since)
     missing = [c for c in wanted if c not in table.column_names]
     if missing:
         raise DefinitionError(
