@@ -179,3 +179,31 @@ def test_metric_delta_is_the_challengers_live_metric_minus_the_champions(logs: A
     assert late.value < -0.3
     assert late.details["labelled"] == 200
     assert late.champion_value == pytest.approx(late.details["challenger"] - late.value)
+
+
+def test_metric_delta_compares_the_hours_both_versions_served(logs: Any) -> None:
+    """The live difference pairs the versions hour by hour: the challenger's shadow hour
+    counts beside the champion's, and an hour only the challenger served (a hard hour at
+    100 %) is left out instead of being held against it."""
+    rng = np.random.default_rng(7)
+
+    def hour(version: int, role: str, start: datetime, *, skill: float, tag: str) -> None:
+        n = 200
+        truth = (rng.random(n) < 0.5).astype(float)
+        scores = np.clip(skill * truth + (1 - skill) * rng.random(n), 0, 1)
+        ids = served(logs, version, role, n, prediction=scores, at=start, prefix=tag)
+        logs.labels(request_id=ids, label=truth, at=start + timedelta(minutes=30))
+
+    first, second = T0 + timedelta(minutes=5), T0 + timedelta(hours=1, minutes=5)
+    hour(1, "champion", first, skill=0.5, tag="a")  # both versions score the same hour
+    hour(2, "shadow", first, skill=0.5, tag="b")
+    hour(2, "canary", second, skill=0.0, tag="c")  # the challenger alone, on noise
+    m = one(
+        AnalysisMetric("roc_auc_delta", min_labelled=50),
+        logs,
+        end=T0 + timedelta(hours=2),
+        now=T0 + timedelta(hours=3),
+    )
+    assert m.details["labelled"] == 200
+    assert m.details["champion_labelled"] == 200
+    assert m.status == "successful", m.reason

@@ -13,7 +13,8 @@ version in its role (``shadow`` or ``canary``) — next to the same figure of th
   champion's (:mod:`driftloop.monitoring.statistics`, the champion's predictions
   being the reference);
 - ``metric_delta``: an evaluation metric of the challenger minus the champion's, on the
-  predictions whose label is known at the time of the measurement.
+  predictions whose label is known at the time of the measurement, in the hours when
+  both versions served (the challenger's shadow copies count too).
 
 Each :class:`Measurement` is judged successful, failed or inconclusive by the metric's
 conditions (:func:`~driftloop.rollout.policy.judge`); too few rows make it inconclusive
@@ -158,6 +159,39 @@ def _sides(table: pa.Table, subject: Subject) -> tuple[pa.Table, pa.Table]:
     return (
         table.filter(_mask(table, subject.version, subject.role)),
         table.filter(_mask(table, subject.champion, "champion")),
+    )
+
+
+_HOUR_US = 3_600_000_000
+
+
+def _paired_sides(table: pa.Table, subject: Subject) -> tuple[pa.Table, pa.Table]:
+    """For a live metric difference: the challenger's records in any role (its shadow
+    copies and its canary answers) and the champion's, both kept only in the hours when
+    both served. Labels, and how hard the requests are, change from hour to hour and day
+    to day: comparing a challenger's canary day with a champion's whole rollout would
+    compare days, not versions. At a 100 % step the champion serves nothing, so those
+    hours drop out and the figure stays that of the hours compared."""
+    if table.num_rows == 0 or "version" not in table.column_names:
+        empty = table.slice(0, 0)
+        return empty, empty
+    mine = pc.and_(
+        pc.equal(table.column("version"), pa.scalar(subject.version, table.column("version").type)),
+        pc.is_in(table.column("role"), pa.array(["shadow", "canary"])),
+    )
+    challenger = table.filter(mine)
+    champion = table.filter(_mask(table, subject.champion, "champion"))
+
+    def hours(side: pa.Table) -> npt.NDArray[np.int64]:
+        micros = pc.cast(side.column("at"), pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        values: npt.NDArray[np.int64] = micros.to_numpy(zero_copy_only=False) // _HOUR_US
+        return values
+
+    mine_hours, their_hours = hours(challenger), hours(champion)
+    both = np.intersect1d(mine_hours, their_hours)
+    return (
+        challenger.filter(pa.array(np.isin(mine_hours, both))),
+        champion.filter(pa.array(np.isin(their_hours, both))),
     )
 
 
@@ -414,8 +448,10 @@ def measure(
     out: list[Measurement] = []
     for metric in metrics:
         begin = since if metric.over == "rollout" else start
-        table = with_labels(begin) if metric.kind == "metric_delta" else records(begin)
-        challenger, champion = _sides(table, subject)
+        if metric.kind == "metric_delta":
+            challenger, champion = _paired_sides(with_labels(begin), subject)
+        else:
+            challenger, champion = _sides(records(begin), subject)
         figure = _figure(metric, challenger, champion, subject)
         status, reason, figure = _verdict(metric, figure, (champion_values or {}).get(metric.name))
         out.append(

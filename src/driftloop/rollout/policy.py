@@ -240,9 +240,12 @@ class AnalysisMetric:
       champion's in the same window: a p-value for the tests, the distance otherwise.
     - ``metric_delta``: ``metric`` (an evaluation metric such as ``roc_auc``) of the
       challenger minus the champion's, over the predictions labelled so far; below
-      ``min_labelled`` labelled predictions on either side it is inconclusive. By
-      default it covers the whole rollout so far (``over="rollout"``: labels arrive
-      late), the other kinds the interval since the last measurement.
+      ``min_labelled`` labelled predictions on either side it is inconclusive. Both
+      sides are taken in the hours when both versions served (the challenger's shadow
+      copies and canary answers alike), so that days of easy and hard requests do not
+      pass for a difference between versions. By default it covers the whole rollout
+      so far (``over="rollout"``: labels arrive late), the other kinds the interval
+      since the last measurement.
 
     ``success`` / ``failure``: conditions (see :class:`Condition`); when neither is
     given the kind's defaults apply. ``min_rows``: fewer challenger rows (predictions,
