@@ -255,6 +255,25 @@ def test_time_travel_returns_the_batches_known_at_a_time(
     assert project.read("tx", columns=["amount"]).column_names == ["amount"]
 
 
+def test_reading_from_an_event_time_skips_the_batches_all_older(project: Project) -> None:
+    """read_source(event_since=t) leaves out the batches whose every event is before t
+    and returns every row of the others."""
+    from driftloop.data.datasets import read_source
+
+    first = project.ingest("tx", _write(project, "b1.csv", GOOD_1))
+    second = project.ingest("tx", _write(project, "b2.csv", GOOD_2))
+    assert first.event_max is not None
+    assert second.event_max is not None
+    older, newer = sorted([first, second], key=lambda v: v.event_max or T0)
+    between = older.event_max + timedelta(microseconds=1)
+    table = read_source(project.store, project.artifacts, "tx", event_since=between)
+    assert table.num_rows == newer.rows
+    everything = read_source(
+        project.store, project.artifacts, "tx", event_since=T0.replace(year=1990)
+    )
+    assert everything.num_rows == older.rows + newer.rows
+
+
 def test_a_source_profile_merges_the_batch_profiles(project: Project) -> None:
     """The source's profile is the merge of its batches' profiles, without rescanning."""
     sim = SimulatedClock(T0)

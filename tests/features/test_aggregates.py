@@ -735,3 +735,39 @@ def test_nan_and_infinities_propagate_through_float_sums(
     assert values[0] == math.inf
     assert math.isnan(values[1])
     assert values[2:] == [2.5, None]
+
+
+@pytest.mark.parametrize("plan", PLANS)
+def test_sums_and_means_of_integer_and_boolean_columns_are_exact(
+    con: duckdb.DuckDBPyConnection, plan: Plan
+) -> None:
+    """An integer or boolean column adds as integers: a mean of flags is the share of
+    true ones, a float sum of large integers keeps every unit."""
+    schema = pa.schema(
+        [("id", pa.int64()), ("event_time", TS), ("late", pa.bool_()), ("n", pa.int64())]
+    )
+    big = 2**53 + 1  # not representable as a double: only the total is rounded
+    rows = [
+        {"id": 1, "event_time": at(0), "late": True, "n": big},
+        {"id": 1, "event_time": at(10), "late": False, "n": 1},
+        {"id": 1, "event_time": at(20), "late": True, "n": None},
+    ]
+    view = view_of(
+        Aggregate("late", "mean", "1h"),
+        Aggregate("late", "sum", "1h"),
+        Aggregate("n", "sum", "1h"),
+        Aggregate("n", "sum", "1h", type="int", name="n_int_sum"),
+        Aggregate("n", "mean", "1h"),
+    )
+    table = pa.Table.from_pylist(rows, schema=schema)
+    result = compute(con, view, [table], [{"id": 1, "__ts": at(30)}], plan=plan).to_pylist()
+    assert result == [
+        {
+            "__row": 0,
+            "late_mean_1h": pytest.approx(2 / 3),
+            "late_sum_1h": 2.0,
+            "n_sum_1h": float(big + 1),
+            "n_int_sum": big + 1,
+            "n_mean_1h": float(big + 1) / 2,
+        }
+    ]
