@@ -47,7 +47,9 @@ def test_a_backtest_prints_each_policy_with_its_metric_and_cost(
     body = json.loads(cli(flights, *args, "--json").stdout)
     never, daily = body["results"]
     assert (never["name"], never["runs"]) == ("never", 0)
-    assert daily["runs"] == 3
+    # the first day's run is still rolling out (the declared shadow and canary days)
+    # when the second day ends, so the second firing is suppressed; none at --to
+    assert daily["runs"] == 1
     assert daily["training_seconds"] > 0
     assert 0.5 < never["overall"] < 1.0
     assert Path(daily["folder"]).is_dir()

@@ -154,8 +154,12 @@ def test_bad_backtest_input_is_refused_before_any_replay(source: Project, tmp_pa
     """An unknown policy or model, an empty span or a bad period are errors."""
     with pytest.raises(InputError, match="unknown policy 'sometimes'"):
         resolve_policies(source, "late", ["never", "sometimes"])
+    declared = resolve_policies(source, "late", ["declared", "monthly"])
+    assert declared["declared"] is not None
+    assert declared["monthly"] is not None
+    assert declared["monthly"].rollout == declared["declared"].rollout  # presets take it
     with pytest.raises(InputError, match="declares no RetrainPolicy"):
-        resolve_policies(source, "late", ["declared"])
+        resolve_policies(source, "nobody", ["declared"])
     with pytest.raises(InputError, match="must be after"):
         run_backtest(source, "late", END, START, workdir=tmp_path)
     with pytest.raises(InputError, match="period must be"):

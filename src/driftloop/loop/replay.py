@@ -6,8 +6,8 @@ A :class:`Replay` drives one project through days of simulated time. For each da
 
 1. the requests whose time falls in the slice are scored by a :class:`Scorer` — the
    serving engine in this process (:class:`EngineScorer`), or a real server over HTTP
-   (the demo) — one request per hour of the day, stamped with that hour; routing,
-   shadow and canary copies and the prediction log are serving's own;
+   (the demo) — one request per hour (``request_every``), stamped with its start;
+   routing, shadow and canary copies and the prediction log are serving's own;
 2. at the slice's end the clock moves there and the controller ticks: triggers are
    evaluated, runs train (inline), gates decide, rollouts advance on the traffic just
    logged.
@@ -16,7 +16,8 @@ At the day's end the day's rows of every source are ingested (a day's data arriv
 once the day is over; a batch the contract rejects is quarantined and counted), the
 online store is materialized when asked, and the model's monitor analyses the windows
 that ended, before the controller's tick — so triggers see the day's data, drift and
-labels.
+labels. The replay's last day ends without a tick: a run started then would serve
+nothing.
 
 Every part reads the time from :mod:`driftloop.core.clock`, which the replay sets: data
 versions, training sets, registry and deployment changes, firings and rollouts carry
@@ -31,7 +32,6 @@ the others are looked up in the online store by the request's keys.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -62,7 +62,6 @@ __all__ = [
     "time_slices",
 ]
 
-_log = logging.getLogger("driftloop.loop")
 _TS = pa.timestamp("us", tz="UTC")
 _HOUR = timedelta(hours=1)
 REQUEST_TIME = "__request_time"
@@ -142,11 +141,6 @@ class HistoryFeed:
             if hi > lo:
                 out[name] = table.slice(int(lo), int(hi - lo))
         return out
-
-    def first_time(self) -> datetime | None:
-        """The earliest event time over every source."""
-        firsts = [int(times[0]) for _, times in self._data.values() if len(times)]
-        return None if not firsts else datetime.fromtimestamp(min(firsts) / 1e6).astimezone()
 
 
 def model_requests(
@@ -229,7 +223,11 @@ class DayReport:
 
 class Replay:
     """See the module doc. ``requests`` come from :func:`model_requests`;
-    ``client_features``: the features a request carries (None: all)."""
+    ``client_features``: the features a request carries (None: all); ``materialize``:
+    the feature views written to the online store at each day's end (for the features
+    requests do not carry); ``extra_batches(end)``: more batches to ingest at a day's
+    end (e.g. a malformed one); ``before_tick(now)``: called before each tick;
+    ``request_every``: the span of requests one call scores, stamped with its start."""
 
     def __init__(
         self,
@@ -244,9 +242,11 @@ class Replay:
         controller: Controller | None = None,
         client_features: Sequence[str] | None = None,
         monitor: bool = True,
-        materialize: bool = False,
+        materialize: Sequence[str] = (),
         tick: timedelta = timedelta(days=1),
+        request_every: timedelta = _HOUR,
         extra_batches: Callable[[datetime], Mapping[str, pa.Table]] | None = None,
+        before_tick: Callable[[datetime], None] | None = None,
     ) -> None:
         self.project, self.model, self.clock = project, model, clock
         self.feed, self.scorer, self.controller = feed, scorer, controller
@@ -256,17 +256,20 @@ class Replay:
             table = table.select([*self.keys, *client_features, REQUEST_TIME])
         self.requests = table
         self.monitor, self.materialize, self.tick = monitor, materialize, tick
+        self.request_every = request_every
         self.extra_batches = extra_batches
+        self.before_tick = before_tick
 
-    def day(self, start: datetime, end: datetime) -> DayReport:
-        """Replay ``[start, end)``: see the module doc."""
+    def day(self, start: datetime, end: datetime, *, last: bool = False) -> DayReport:
+        """Replay ``[start, end)``: see the module doc. ``last``: the replay stops at
+        ``end``, so nothing ticks there (a run started then would serve nothing)."""
         report = DayReport(start)
         seconds = report.seconds
         t = start
         while t < end:
             until = min(t + self.tick, end)
             began = time.perf_counter()
-            for hour, rows in time_slices(self.requests, self._times, t, until, _HOUR):
+            for hour, rows in time_slices(self.requests, self._times, t, until, self.request_every):
                 self.scorer.score(self.model, rows.drop_columns([REQUEST_TIME]), self.keys, hour)
                 report.requests += 1
                 report.scored += rows.num_rows
@@ -275,7 +278,8 @@ class Replay:
             self.clock.set(until)
             if until == end:
                 self._end_of_day(end, report)
-            self._tick(until, report)
+            if not (last and until == end):
+                self._tick(until, report)
             t = until
         return report
 
@@ -293,7 +297,7 @@ class Replay:
         seconds["ingest"] = time.perf_counter() - began
         if self.materialize:
             began = time.perf_counter()
-            self.project.materialize(until=end)
+            self.project.materialize(list(self.materialize), until=end)
             seconds["materialize"] = time.perf_counter() - began
         if self.monitor:
             began = time.perf_counter()
@@ -305,6 +309,8 @@ class Replay:
             seconds["monitor"] = time.perf_counter() - began
 
     def _tick(self, now: datetime, report: DayReport) -> None:
+        if self.before_tick is not None:
+            self.before_tick(now)
         if self.controller is None:
             return
         began = time.perf_counter()
@@ -332,7 +338,8 @@ class Replay:
         reports = []
         day = start
         while day < end:
-            report = self.day(day, min(day + timedelta(days=1), end))
+            following = day + timedelta(days=1)
+            report = self.day(day, min(following, end), last=following >= end)
             reports.append(report)
             if on_day is not None:
                 on_day(report)
