@@ -8,7 +8,7 @@ CODE := src tests bench
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint typecheck ci demo bench clean distclean
+.PHONY: help venv test lint typecheck ci demo quickstart bench clean distclean
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -39,7 +39,10 @@ typecheck: venv ## mypy, strict on src/driftloop
 
 ci: lint typecheck test ## everything CI runs
 
-demo: venv ## run examples/quickstart.sh with the venv on PATH
+demo: venv ## the loop on a year of New York flights (driftloop demo, a few minutes)
+	$(BIN)/driftloop demo --folder build/demo
+
+quickstart: venv ## run examples/quickstart.sh (the CLI step by step) with the venv on PATH
 	PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" bash examples/quickstart.sh
 
 # Scripts named _*.py are shared helpers of the benchmarks, not benchmarks.

@@ -4,7 +4,7 @@
 # data back as it was known between two ingests, build features, then train,
 # evaluate and register the example model and read its report and model card.
 #
-# Run from the repository root with the virtualenv on PATH: `make demo`.
+# Run from the repository root with the virtualenv on PATH: `make quickstart`.
 set -euo pipefail
 
 PROJECT=build/demo-project

@@ -1,4 +1,4 @@
-"""The quickstart a new user runs (`make demo`), end to end, as a subprocess."""
+"""The quickstart a new user runs (`make quickstart`), end to end, as a subprocess."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from typer.core import TyperGroup
 from driftloop import __version__
 from driftloop.cli import backtest as backtest_cmd
 from driftloop.cli import data as data_cmd
+from driftloop.cli import demo as demo_cmd
 from driftloop.cli import deploy as deploy_cmd
 from driftloop.cli import features as features_cmd
 from driftloop.cli import init as init_cmd
@@ -332,6 +333,7 @@ app.command("serve")(serve_cmd.serve)
 app.command("predictions")(predictions_cmd.predictions)
 app.command("run")(loop_cmd.run)
 app.command("backtest")(backtest_cmd.backtest)
+app.command("demo")(demo_cmd.demo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

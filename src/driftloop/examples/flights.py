@@ -304,12 +304,19 @@ the carrier's and route's on-time rates over the flights that had *arrived* in t
 
 from driftloop import (
     Aggregate,
+    AnalysisMetric,
+    AnyOf,
     Change,
+    Decay,
     Entity,
     Feature,
     FeatureView,
     Label,
     ModelSpec,
+    Monitor,
+    RetrainPolicy,
+    RolloutPolicy,
+    Schedule,
     Source,
     Threshold,
     TimeSplit,
@@ -404,7 +411,7 @@ late = ModelSpec(
     # when it arrives (cancelled and diverted flights have none)
     label=Label("flights", "late", entity=flight, timestamp="departs_at", known_at="arrived_at"),
     trainer="hist_gradient_boosting",
-    params={"max_iter": 200, "learning_rate": 0.1},
+    params={"max_iter": 100, "learning_rate": 0.1},
     split=TimeSplit(validation="7d"),  # validate on the last week
     gates=[
         Threshold("roc_auc", min=0.6),  # good enough on its own
@@ -414,6 +421,31 @@ late = ModelSpec(
     description="Scores departures from New York for a late arrival (more than 15 minutes).",
     intended_use="Rank the day's departures by risk of a late arrival.",
     limitations="One year (2013) of three airports; weather only at the origin.",
+)
+
+# daily windows; a day's labels are all known by the next evening
+late_monitor = Monitor("late", window="1d", label_horizon="2d")
+
+# retrain on the first of each month, or sooner when the live ROC AUC has been 0.05
+# below the champion's offline figure for 3 days, at most once in 3 weeks; roll out
+# through a day of shadow, a day at 50 % and a day at 100 %, measured daily on the
+# served traffic and its labels
+late_retraining = RetrainPolicy(
+    "late",
+    when=AnyOf(Schedule("0 5 1 * *"), Decay("roc_auc", drop=0.05, windows=3)),
+    cooldown="21d",
+    max_runs_per_day=2,
+    max_training_time="10m",
+    rollout=RolloutPolicy(
+        shadow="1d",
+        steps=((50, "1d"), (100, "1d")),
+        interval="1d",
+        delay="0s",
+        # failed predictions, slow requests, and the live ROC AUC against the
+        # champion's on the same labelled flights (fails 0.05 below it)
+        metrics=["error_rate", AnalysisMetric("latency_p99", min_rows=5), "roc_auc_delta"],
+        rollback_window="1d",
+    ),
 )
 '''
 
