@@ -944,7 +944,7 @@ class Project:
     def controller(
         self,
         *,
-        executor: str = "local",
+        executor: str | None = None,
         holder: str | None = None,
         lease_ttl: float = 15.0,
         ray_address: str | None = None,
@@ -953,7 +953,8 @@ class Project:
 
         ``executor``: ``local`` (child processes), ``inline`` (this thread) or ``ray``
         (Ray tasks on the cluster at ``ray_address``; see
-        :mod:`driftloop.loop.ray_executor`)."""
+        :mod:`driftloop.loop.ray_executor`); by default the ``loop.executor`` and
+        ``loop.ray_address`` settings."""
         from datetime import timedelta
 
         from driftloop.loop.controller import Controller, PolicyTriggers, ProgressiveRollout
@@ -961,6 +962,10 @@ class Project:
         from driftloop.loop.lease import Lease
         from driftloop.loop.steps import train_step
 
+        settings = self.config.loop
+        executor = executor or settings.executor
+        if ray_address is None and executor == "ray":
+            ray_address = settings.ray_address or None
         chosen: Executor
         if executor == "local":
             chosen = LocalExecutor(self.root, self.root / ".driftloop" / "jobs")

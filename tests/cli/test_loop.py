@@ -64,3 +64,18 @@ def test_bad_loop_input_exits_with_a_message(shop: Path) -> None:
     assert unknown_run.exit_code == 4
     assert cli(shop, "run", "--executor", "threads").exit_code == 2
     assert "no pipeline runs yet" in cli(shop, "runs", "list").stdout
+
+
+def test_the_loop_executor_setting_chooses_the_executor(shop: Path) -> None:
+    """With loop.executor set to inline, `driftloop run` needs no --executor; a value
+    that is no executor is a configuration error naming the setting."""
+    queued = json.loads(cli(shop, "runs", "start", "fraud", "--json").stdout)["id"]
+    inline = {**ENV, "DRIFTLOOP_LOOP_EXECUTOR": "inline"}
+    for _ in range(3):
+        tick = CliRunner().invoke(app, ["-p", str(shop), "run", "--once"], env=inline)
+        assert tick.exit_code == 0, tick.output
+    assert Project(shop).pipeline_run(queued)[0].state == "promoted"
+    wrong = {**ENV, "DRIFTLOOP_LOOP_EXECUTOR": "threads"}
+    refused = CliRunner().invoke(app, ["-p", str(shop), "run", "--once"], env=wrong)
+    assert refused.exit_code != 0
+    assert "loop.executor" in refused.output

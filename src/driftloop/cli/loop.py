@@ -27,12 +27,13 @@ def run(
     ] = 1.0,
     once: Annotated[bool, typer.Option("--once", help="Tick once and exit.")] = False,
     executor: Annotated[
-        str,
+        str | None,
         typer.Option(
             metavar="local|inline|ray",
-            help="Where steps run (default: child processes; ray: Ray tasks).",
+            help="Where steps run (default: the loop.executor setting, local child "
+            "processes; ray: Ray tasks).",
         ),
-    ] = "local",
+    ] = None,
     ray_address: Annotated[
         str | None,
         typer.Option(
@@ -50,13 +51,14 @@ def run(
 ) -> None:
     """Run the retraining controller: evaluate triggers, train, gate and roll out, until
     interrupted (Ctrl-C / SIGTERM). Only one controller acts at a time; others wait."""
-    if executor not in ("local", "inline", "ray"):
+    if executor is not None and executor not in ("local", "inline", "ray"):
         raise typer.BadParameter(
             f"must be 'local', 'inline' or 'ray', not {executor!r}", param_hint="'--executor'"
         )
+    project = session(ctx).project()
+    executor = executor or project.config.loop.executor
     if ray_address is not None and executor != "ray":
         raise typer.BadParameter("only goes with --executor ray", param_hint="'--ray-address'")
-    project = session(ctx).project()
     controller = project.controller(executor=executor, lease_ttl=lease_ttl, ray_address=ray_address)
     out = console()
     if once:

@@ -264,6 +264,20 @@ SETTINGS: tuple[Setting, ...] = (
         "recorded at (replays in simulated time); off, the header is refused.",
     ),
     Setting(
+        "loop.executor",
+        _parse_choice("local", "inline", "ray"),
+        "local",
+        "Where the controller (`driftloop run`) runs pipeline steps: local child processes, "
+        "inline in the controller, or ray tasks (needs driftloop[ray]); --executor wins.",
+    ),
+    Setting(
+        "loop.ray_address",
+        _parse_optional_str,
+        "",
+        "With loop.executor ray: the cluster to join ('auto': the one on this machine; "
+        "empty: start a local one); --ray-address wins.",
+    ),
+    Setting(
         "monitoring.profiles",
         _parse_str,
         ".driftloop/monitoring",
@@ -351,6 +365,12 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class LoopConfig:
+    executor: str = "local"
+    ray_address: str = ""
+
+
+@dataclass(frozen=True)
 class MonitoringConfig:
     profiles: Path = Path(".driftloop/monitoring")
     reports: Path = Path("reports/monitoring")
@@ -373,6 +393,7 @@ class Config:
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
     source: str | None = None  # the file it was read from, if any
 
 
@@ -485,6 +506,9 @@ def load_config(root: str | os.PathLike[str], env: Mapping[str, str] | None = No
             webhook_url=resolved["monitoring.webhook_url"],
             webhook_timeout=resolved["monitoring.webhook_timeout"],
             webhook_retries=resolved["monitoring.webhook_retries"],
+        ),
+        loop=LoopConfig(
+            executor=resolved["loop.executor"], ray_address=resolved["loop.ray_address"]
         ),
         source=origin,
     )
