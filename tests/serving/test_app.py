@@ -876,3 +876,16 @@ def test_more_instances_than_max_instances_are_refused_naming_instances(limited:
     assert predict(limited, {"instances": batch["instances"][:MAX_INSTANCES]}).status_code == 200
     labels = {"model": MODEL, "labels": [{"request_id": "r", "label": 1}] * (MAX_INSTANCES + 1)}
     assert_error(feedback(limited, labels), 422, "input_error", "labels")
+
+
+def test_the_server_also_serves_the_dashboard(server: Server) -> None:
+    """`driftloop serve` answers /ui/ with the dashboard of the project it serves."""
+    page = httpx.get(f"{server.url}/ui/")
+    assert page.status_code == 200
+    assert "driftloop" in page.text
+    models = httpx.get(f"{server.url}/ui/api/models.json").json()["rows"]
+    assert [m["model"] for m in models] == [MODEL]
+    assert (
+        models[0]["champion"]
+        == httpx.get(f"{server.url}/v1/models/{MODEL}").json()["deployment"]["champion"]
+    )

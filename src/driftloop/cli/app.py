@@ -35,6 +35,7 @@ from driftloop.cli import predictions as predictions_cmd
 from driftloop.cli import rollouts as rollouts_cmd
 from driftloop.cli import serve as serve_cmd
 from driftloop.cli import train as train_cmd
+from driftloop.cli import ui as ui_cmd
 from driftloop.cli.output import (
     JsonOption,
     Session,
@@ -334,6 +335,7 @@ app.command("predictions")(predictions_cmd.predictions)
 app.command("run")(loop_cmd.run)
 app.command("backtest")(backtest_cmd.backtest)
 app.command("demo")(demo_cmd.demo)
+app.command("ui")(ui_cmd.ui)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -119,7 +119,7 @@ def serve(
     )
     try:
         uvicorn.run(
-            "driftloop.serving.app:create_app_from_env",
+            "driftloop.ui.app:create_app_from_env",
             factory=True,
             host=host,
             port=port,

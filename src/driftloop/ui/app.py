@@ -1,0 +1,240 @@
+"""The dashboard's routes, under ``/ui``: mounted in ``driftloop serve``'s app, or run
+alone by ``driftloop ui``.
+
+- ``GET /ui/`` the overview, ``/ui/models/{model}``, ``/ui/runs``, ``/ui/data``: pages
+  (with ``x-driftloop-fragment: main`` only their ``<main>``, for the live refresh);
+- ``GET /ui/api/{table}.json|.csv`` (``models``, ``sources``, ``runs``, ``rollouts``,
+  ``quarantine``) and ``/ui/api/models/{model}/{versions|aliases}.json|.csv``: every
+  table as data;
+- ``POST /ui/models/{model}/rollback`` and ``/ui/rollouts/{id}/abort``: the CLI's levers,
+  each refused (400) unless the form's ``confirm`` field repeats the model's name or
+  the rollout's id — the page's confirmation dialog fills it in;
+- ``GET /ui/static/ui.css|ui.js``: the package's own style and script.
+
+Errors are JSON bodies with the status of the :mod:`driftloop.errors` exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from driftloop.errors import DriftloopError, InputError, NotFoundError
+from driftloop.ui import pages, tables
+from driftloop.ui.pages import layout, lever, render_table
+
+if TYPE_CHECKING:
+    from driftloop.project import Project
+
+__all__ = ["ui_routes"]
+
+_REFRESH_SECONDS = 5
+
+
+def _error(exc: DriftloopError) -> JSONResponse:
+    body = {"error": {"code": exc.code, "message": str(exc)}}
+    return JSONResponse(body, status_code=exc.http_status)
+
+
+def _page(request: Request, project: Project, title: str, here: str, main: str) -> Response:
+    if request.headers.get("x-driftloop-fragment") == "main":
+        return HTMLResponse(main)
+    return HTMLResponse(
+        layout(title, here, main, project=project.config.name, refresh=_REFRESH_SECONDS)
+    )
+
+
+def _export(table: tables.UiTable, fmt: str) -> Response:
+    if fmt == "csv":
+        return Response(
+            table.to_csv(),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="{table.name}.csv"'},
+        )
+    if fmt == "json":
+        return JSONResponse(table.to_json())
+    raise NotFoundError("export format", fmt, known=["json", "csv"])
+
+
+def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
+    """The dashboard's routes over the project ``get_project()`` returns."""
+
+    def guarded(handler: Callable[[Request, Project], Response]) -> Callable[[Request], Response]:
+        def endpoint(request: Request) -> Response:
+            try:
+                return handler(request, get_project())
+            except DriftloopError as exc:
+                return _error(exc)
+
+        return endpoint
+
+    def overview(request: Request, project: Project) -> Response:
+        models = tables.model_overview(project)
+        main = (
+            "<h1>Overview</h1>"
+            + render_table(
+                models,
+                "/ui/api/models",
+                links={"model": "/ui/models/{value}", "last_run": "/ui/runs#{value}"},
+            )
+            + render_table(tables.sources(project), "/ui/api/sources")
+            + render_table(tables.pipeline_runs(project, limit=10), "/ui/api/runs")
+        )
+        return _page(request, project, "Overview", "/ui/", main)
+
+    def model_page(request: Request, project: Project) -> Response:
+        model = request.path_params["model"]
+        versions = tables.model_versions(project, model)
+        aliases = project.model_aliases(model)
+        levers = ""
+        if "champion" in aliases:
+            levers = lever(
+                f"/ui/models/{model}/rollback",
+                "Roll back the champion",
+                f"Roll {model} back from version {aliases['champion']} to the version before it?",
+                model,
+            )
+        active = [r for r in project.rollouts(model, limit=20) if not r.finished_at]
+        for r in active:
+            levers += " " + lever(
+                f"/ui/rollouts/{r.id}/abort",
+                f"Abort rollout {r.id}",
+                f"Abort rollout {r.id} of {model} (version {r.version})?",
+                str(r.id),
+            )
+        serving = ", ".join(f"{a} v{v}" for a, v in sorted(aliases.items())) or "nothing"
+        main = (
+            f"<h1>{pages._e(model)}</h1>"
+            f'<p>serving: <span id="aliases">{pages._e(serving)}</span> {levers}</p>'
+            + render_table(versions, f"/ui/api/models/{model}/versions")
+            + render_table(tables.alias_history(project, model), f"/ui/api/models/{model}/aliases")
+            + render_table(tables.rollouts(project, model), "/ui/api/rollouts")
+            + render_table(tables.pipeline_runs(project, model), "/ui/api/runs")
+        )
+        return _page(request, project, model, "", main)
+
+    def runs_page(request: Request, project: Project) -> Response:
+        main = (
+            "<h1>Runs and rollouts</h1>"
+            + render_table(tables.pipeline_runs(project), "/ui/api/runs")
+            + render_table(tables.rollouts(project), "/ui/api/rollouts")
+        )
+        return _page(request, project, "Runs", "/ui/runs", main)
+
+    def data_page(request: Request, project: Project) -> Response:
+        main = (
+            "<h1>Data</h1>"
+            + render_table(tables.sources(project), "/ui/api/sources")
+            + render_table(tables.quarantine(project), "/ui/api/quarantine")
+        )
+        return _page(request, project, "Data", "/ui/data", main)
+
+    builders: dict[str, Callable[[Project], tables.UiTable]] = {
+        "models": tables.model_overview,
+        "sources": tables.sources,
+        "runs": tables.pipeline_runs,
+        "rollouts": tables.rollouts,
+        "quarantine": tables.quarantine,
+    }
+
+    def api(request: Request, project: Project) -> Response:
+        name, fmt = request.path_params["name"], request.path_params["fmt"]
+        if name not in builders:
+            raise NotFoundError("dashboard table", name, known=sorted(builders))
+        return _export(builders[name](project), fmt)
+
+    def model_api(request: Request, project: Project) -> Response:
+        model, kind = request.path_params["model"], request.path_params["kind"]
+        fmt = request.path_params["fmt"]
+        if kind == "versions":
+            return _export(tables.model_versions(project, model), fmt)
+        if kind == "aliases":
+            return _export(tables.alias_history(project, model), fmt)
+        raise NotFoundError("model table", kind, known=["aliases", "versions"])
+
+    async def confirmed(request: Request) -> str:
+        """The form's ``confirm`` field (an urlencoded body, as a page's form posts)."""
+        body = (await request.body()).decode("utf-8", errors="replace")
+        values = parse_qs(body).get("confirm") or [""]
+        return values[0]
+
+    async def rollback(request: Request) -> Response:
+        model = request.path_params["model"]
+        if await confirmed(request) != model:
+            return _error(
+                InputError(
+                    f"confirm the rollback of {model!r}: the form's confirm field must be "
+                    "the model's name",
+                    field="confirm",
+                )
+            )
+        try:
+            get_project().rollback_model(model, reason="rolled back from the dashboard")
+        except DriftloopError as exc:
+            return _error(exc)
+        return RedirectResponse(f"/ui/models/{model}", status_code=303)
+
+    async def abort(request: Request) -> Response:
+        rollout_id = request.path_params["rollout"]
+        if await confirmed(request) != str(rollout_id):
+            return _error(
+                InputError(
+                    f"confirm the abort of rollout {rollout_id}: the form's confirm field "
+                    "must be the rollout's id",
+                    field="confirm",
+                )
+            )
+        try:
+            project = get_project()
+            rollout = project.abort_rollout(rollout_id, reason="aborted from the dashboard")
+        except DriftloopError as exc:
+            return _error(exc)
+        return RedirectResponse(f"/ui/models/{rollout.model}", status_code=303)
+
+    def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name == "ui.css":
+            return Response(pages.STYLE, media_type="text/css; charset=utf-8")
+        if name == "ui.js":
+            return Response(pages.SCRIPT, media_type="text/javascript; charset=utf-8")
+        return _error(NotFoundError("dashboard file", name, known=["ui.css", "ui.js"]))
+
+    def redirect(_: Request) -> Response:
+        return RedirectResponse("/ui/", status_code=307)
+
+    return [
+        Route("/ui", redirect, methods=["GET"]),
+        Route("/ui/", guarded(overview), methods=["GET"]),
+        Route("/ui/models/{model}", guarded(model_page), methods=["GET"]),
+        Route("/ui/runs", guarded(runs_page), methods=["GET"]),
+        Route("/ui/data", guarded(data_page), methods=["GET"]),
+        Route("/ui/api/models/{model}/{kind}.{fmt}", guarded(model_api), methods=["GET"]),
+        Route("/ui/api/{name}.{fmt}", guarded(api), methods=["GET"]),
+        Route("/ui/models/{model}/rollback", rollback, methods=["POST"]),
+        Route("/ui/rollouts/{rollout:int}/abort", abort, methods=["POST"]),
+        Route("/ui/static/{name}", static, methods=["GET"]),
+    ]
+
+
+def ui_app(project: Project) -> Any:
+    """The dashboard alone, as a Starlette app (``driftloop ui``)."""
+    from starlette.applications import Starlette
+
+    return Starlette(routes=ui_routes(lambda: project))
+
+
+def create_app_from_env() -> Any:
+    """``driftloop serve``'s app (uvicorn's factory in each worker): the prediction
+    server of :func:`driftloop.serving.app.create_app_from_env` with the dashboard
+    under ``/ui``, reading the same project."""
+    from driftloop.serving.app import create_app_from_env as serving_app
+
+    app = serving_app()
+    engine = app.state.engine
+    app.router.routes.extend(ui_routes(lambda: engine.project))
+    return app

@@ -1,0 +1,170 @@
+"""The dashboard's HTML: a layout, tables with their export links, and the pages.
+
+Pages are rendered on the server from :mod:`driftloop.ui.tables` and load one small
+script of the package's own (:data:`SCRIPT`): it refreshes the page's ``<main>`` every
+few seconds without reloading, and asks for confirmation before a lever (a form with
+``data-confirm``) is pulled. Charts are inline SVG drawn on the server — the same
+renderer as the evaluation and monitoring reports — so nothing is fetched from a CDN
+and a page's first render needs no script at all.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from driftloop.ui.tables import UiTable
+
+__all__ = ["SCRIPT", "STYLE", "layout", "render_table"]
+
+STYLE = """
+:root { color-scheme: light; --line: #e2e8f0; --muted: #64748b; --accent: #2563eb; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif;
+       color: #0f172a; background: #f8fafc; }
+header { display: flex; gap: 1.5rem; align-items: center; padding: .6rem 1.2rem;
+         background: #0f172a; color: #fff; }
+header a { color: #cbd5e1; text-decoration: none; }
+header a.here, header a:hover { color: #fff; }
+header strong { font-size: 15px; margin-right: 1rem; }
+main { padding: 1rem 1.2rem 3rem; }
+h1 { font-size: 20px; margin: .2rem 0 1rem; }
+h2 { font-size: 16px; margin: 1.6rem 0 .5rem; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 6px;
+          padding: .2rem 1rem 1rem; margin-bottom: 1rem; overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid var(--line);
+         white-space: nowrap; }
+th { color: var(--muted); font-weight: 600; font-size: 12px; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.exports { float: right; font-size: 12px; margin-top: 1.7rem; }
+.exports a { color: var(--accent); margin-left: .6rem; }
+.state-promoted, .state-successful, .state-firing-0 { color: #15803d; }
+.state-rejected, .state-rolled_back, .state-failed, .state-firing { color: #b91c1c; }
+.state-paused, .state-inconclusive { color: #b45309; }
+.muted { color: var(--muted); }
+form.lever { display: inline; }
+button { font: inherit; padding: .2rem .7rem; border: 1px solid #b91c1c; color: #b91c1c;
+         background: #fff; border-radius: 4px; cursor: pointer; }
+footer { color: var(--muted); font-size: 12px; padding: 0 1.2rem 1rem; }
+"""
+
+SCRIPT = """
+(function () {
+  "use strict";
+  var every = Number(document.body.dataset.refresh || 0);
+  function refresh() {
+    if (document.hidden) return;
+    fetch(window.location.href, { headers: { "x-driftloop-fragment": "main" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (text) {
+        if (text === null) return;
+        var main = document.querySelector("main");
+        main.innerHTML = text;
+        var stamp = document.getElementById("refreshed");
+        if (stamp) stamp.textContent = new Date().toISOString().slice(0, 19) + "Z";
+      })
+      .catch(function () {});
+  }
+  if (every > 0) window.setInterval(refresh, every * 1000);
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      return;
+    }
+    var field = form.querySelector("input[name=confirm]");
+    if (field && question) field.value = form.getAttribute("data-expect") || "";
+  });
+})();
+"""
+
+_NAV = (("Overview", "/ui/"), ("Runs", "/ui/runs"), ("Data", "/ui/data"))
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def cell(value: Any) -> str:
+    """One ``<td>``: numbers right-aligned, times in UTC, None as a dash."""
+    if value is None or value == "":
+        return '<td class="muted">-</td>'
+    if isinstance(value, bool):
+        return f"<td>{'yes' if value else 'no'}</td>"
+    if isinstance(value, int):
+        return f'<td class="num">{value:,}</td>'
+    if isinstance(value, float):
+        text = f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:.3g}"
+        return f'<td class="num">{_e(text)}</td>'
+    if isinstance(value, datetime):
+        return f"<td>{_e(value.strftime('%Y-%m-%d %H:%M:%SZ'))}</td>"
+    return f"<td>{_e(value)}</td>"
+
+
+def render_table(
+    table: UiTable,
+    export: str,
+    *,
+    links: dict[str, str] | None = None,
+    states: Sequence[str] = ("state", "last_run_state"),
+) -> str:
+    """A section with the table and its JSON and CSV export links; ``links`` maps a
+    column to a URL template (``{value}`` replaced) that its cells link to."""
+    links = links or {}
+    head = "".join(f"<th>{_e(c)}</th>" for c in table.columns)
+    body = []
+    for row in table.rows:
+        cells = []
+        for column, value in zip(table.columns, row, strict=True):
+            rendered = cell(value)
+            if column in links and value is not None:
+                url = links[column].replace("{value}", quote(str(value), safe=""))
+                rendered = f'<td><a href="{_e(url)}">{_e(value)}</a></td>'
+            elif column in states and value is not None:
+                rendered = f'<td class="state-{_e(value)}">{_e(value)}</td>'
+            cells.append(rendered)
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    empty = "" if table.rows else '<p class="muted">nothing yet</p>'
+    return (
+        f'<section data-table="{_e(table.name)}">'
+        f'<span class="exports"><a href="{_e(export)}.json">JSON</a>'
+        f'<a href="{_e(export)}.csv">CSV</a></span>'
+        f"<h2>{_e(table.title or table.name)}</h2>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        f"{empty}</section>"
+    )
+
+
+def layout(title: str, here: str, main: str, *, project: str, refresh: int = 5) -> str:
+    """A whole page: the header with navigation, ``main`` (HTML), the script."""
+    nav = "".join(
+        f'<a href="{url}"{" class=here" if url == here else ""}>{_e(name)}</a>'
+        for name, url in _NAV
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8" />'
+        '<meta name="viewport" content="width=device-width, initial-scale=1" />'
+        f"<title>{_e(title)} · driftloop</title>"
+        '<link rel="stylesheet" href="/ui/static/ui.css" /></head>'
+        f'<body data-refresh="{refresh}"><header><strong>driftloop · {_e(project)}</strong>'
+        f"{nav}</header><main>{main}</main>"
+        '<footer>refreshed <span id="refreshed">at load</span>; every table exports as '
+        "JSON or CSV</footer>"
+        '<script src="/ui/static/ui.js"></script></body></html>\n'
+    )
+
+
+def lever(action: str, label: str, question: str, expect: str) -> str:
+    """A form posting to ``action`` once the user confirms ``question``; the server
+    refuses it unless ``confirm`` equals ``expect``."""
+    return (
+        f'<form class="lever" method="post" action="{_e(action)}" '
+        f'data-confirm="{_e(question)}" data-expect="{_e(expect)}">'
+        '<input type="hidden" name="confirm" value="" />'
+        f"<button type=submit>{_e(label)}</button></form>"
+    )

