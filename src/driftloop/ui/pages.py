@@ -11,14 +11,14 @@ and a page's first render needs no script at all.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from driftloop.ui.tables import UiTable
 
-__all__ = ["SCRIPT", "STYLE", "layout", "render_table"]
+__all__ = ["SCRIPT", "STYLE", "heatmap", "layout", "lever", "render_table"]
 
 STYLE = """
 :root { color-scheme: light; --line: #e2e8f0; --muted: #64748b; --accent: #2563eb; }
@@ -49,6 +49,12 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 form.lever { display: inline; }
 button { font: inherit; padding: .2rem .7rem; border: 1px solid #b91c1c; color: #b91c1c;
          background: #fff; border-radius: 4px; cursor: pointer; }
+td.heat { text-align: center; font-size: 11px; min-width: 2.6rem; }
+td.heat a { color: inherit; text-decoration: none; display: block; }
+.heat-0 { background: #f1f5f9; } .heat-1 { background: #fde68a; }
+.heat-2 { background: #fca5a5; } .heat-3 { background: #ef4444; color: #fff; }
+figure.chart { display: inline-block; margin: .4rem 1rem .4rem 0; }
+figure.chart figcaption { font-size: 12px; color: var(--muted); }
 footer { color: var(--muted); font-size: 12px; padding: 0 1.2rem 1rem; }
 """
 
@@ -106,24 +112,35 @@ def cell(value: Any) -> str:
     return f"<td>{_e(value)}</td>"
 
 
+Link = str | Callable[[dict[str, Any]], str | None]
+
+
+def _href(link: Link, value: Any, row: dict[str, Any]) -> str | None:
+    if callable(link):
+        return link(row)
+    return link.replace("{value}", quote(str(value), safe=""))
+
+
 def render_table(
     table: UiTable,
     export: str,
     *,
-    links: dict[str, str] | None = None,
-    states: Sequence[str] = ("state", "last_run_state"),
+    links: dict[str, Link] | None = None,
+    states: Sequence[str] = ("state", "last_run_state", "status"),
 ) -> str:
     """A section with the table and its JSON and CSV export links; ``links`` maps a
-    column to a URL template (``{value}`` replaced) that its cells link to."""
+    column to the URL its cells link to: a template (``{value}`` replaced by the cell)
+    or a function of the row."""
     links = links or {}
     head = "".join(f"<th>{_e(c)}</th>" for c in table.columns)
     body = []
     for row in table.rows:
         cells = []
+        record = dict(zip(table.columns, row, strict=True))
         for column, value in zip(table.columns, row, strict=True):
             rendered = cell(value)
-            if column in links and value is not None:
-                url = links[column].replace("{value}", quote(str(value), safe=""))
+            url = _href(links[column], value, record) if column in links else None
+            if url is not None and value is not None:
                 rendered = f'<td><a href="{_e(url)}">{_e(value)}</a></td>'
             elif column in states and value is not None:
                 rendered = f'<td class="state-{_e(value)}">{_e(value)}</td>'
@@ -167,4 +184,45 @@ def lever(action: str, label: str, question: str, expect: str) -> str:
         f'data-confirm="{_e(question)}" data-expect="{_e(expect)}">'
         '<input type="hidden" name="confirm" value="" />'
         f"<button type=submit>{_e(label)}</button></form>"
+    )
+
+
+def _heat_class(ratio: Any, drifted: bool | None) -> str:
+    if ratio is None:
+        return ""
+    if not drifted:
+        return "heat-0"
+    return "heat-3" if ratio >= 3 else "heat-2" if ratio >= 1.5 else "heat-1"
+
+
+def heatmap(found: Any, model: str, export: str) -> str:
+    """The drift heatmap: a row per column, a cell per window coloured by whether the
+    column drifted and how far beyond its threshold; each cell links to the window's
+    histogram of that column."""
+    from driftloop.monitoring.html import histogram_anchors
+
+    table = found.table
+    anchors = histogram_anchors([row[0] for row in table.rows])
+    head = "".join(f"<th>{_e(c[5:10] if i else c)}</th>" for i, c in enumerate(table.columns))
+    body = []
+    for row, flags in zip(table.rows, found.drifted, strict=True):
+        column = row[0]
+        cells = [f"<td>{_e(column)}</td>"]
+        for ratio, flag, window in zip(row[1:], flags, found.window_ids, strict=True):
+            text = "-" if ratio is None else f"{ratio:.2g}"
+            href = f"/ui/models/{quote(model, safe='')}/windows/{window}#{anchors[column]}"
+            cells.append(
+                f'<td class="heat {_heat_class(ratio, flag)}" title="{_e(column)}: '
+                f'{_e(text)} x threshold{", drifted" if flag else ""}">'
+                f'<a href="{_e(href)}">{_e(text)}</a></td>'
+            )
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    empty = "" if table.rows else '<p class="muted">no monitoring window yet</p>'
+    return (
+        f'<section data-table="{_e(table.name)}">'
+        f'<span class="exports"><a href="{_e(export)}.json">JSON</a>'
+        f'<a href="{_e(export)}.csv">CSV</a></span>'
+        "<h2>Drift by window (statistic / threshold)</h2>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        f"{empty}</section>"
     )

@@ -17,17 +17,22 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from driftloop.monitoring.series import WindowMetrics
     from driftloop.project import Project
 
 __all__ = [
+    "Heatmap",
     "UiTable",
+    "alerts",
     "alias_history",
+    "drift_heatmap",
     "model_overview",
     "model_versions",
     "pipeline_runs",
     "quarantine",
     "rollouts",
     "sources",
+    "window_series",
 ]
 
 _LIVE_METRICS = ("roc_auc", "accuracy", "rmse", "mae", "log_loss")
@@ -306,4 +311,153 @@ def quarantine(project: Project, *, limit: int = 100) -> UiTable:
         failures = report.get("failures") or report.get("rules") or []
         count = len(failures) if isinstance(failures, Sequence) else None
         table.rows.append([q.id, q.source, q.status, q.created_at, q.bytes, count])
+    return table
+
+
+@dataclass
+class Heatmap:
+    """Drift per column (rows) and window (columns): the statistic over its threshold,
+    whether the column drifted, and each window's id (for links)."""
+
+    table: UiTable
+    drifted: list[list[bool | None]]
+    window_ids: list[int]
+
+
+def drift_heatmap(project: Project, model: str, *, windows: int = 30) -> Heatmap:
+    """The latest ``windows`` monitoring windows' drift, one row per column, each cell
+    the drift statistic divided by its threshold (above 1: beyond it)."""
+    found = project.monitoring_windows(model, limit=windows)
+    columns = sorted({m.column for w in found for m in w.metrics if m.metric == "drift.value"})
+    ends = [w.window.end.strftime("%Y-%m-%d %H:%M") for w in found]
+    table = UiTable(f"{model}-drift", ["column", *ends], title="Drift by window")
+    cells: dict[tuple[str, int], tuple[float | None, bool | None]] = {}
+    for i, w in enumerate(found):
+        for m in w.metrics:
+            if m.metric != "drift.value":
+                continue
+            details = m.details or {}
+            threshold = details.get("threshold")
+            ratio = None
+            if m.value is not None and isinstance(threshold, int | float) and threshold > 0:
+                ratio = round(m.value / threshold, 4)
+            flag = details.get("drifted")
+            cells[(m.column, i)] = (ratio, bool(flag) if flag is not None else None)
+    drifted: list[list[bool | None]] = []
+    for column in columns:
+        row = [cells.get((column, i), (None, None)) for i in range(len(found))]
+        table.rows.append([column, *(ratio for ratio, _ in row)])
+        drifted.append([flag for _, flag in row])
+    return Heatmap(table, drifted, [w.window.id for w in found])
+
+
+def window_series(project: Project, model: str, *, windows: int = 200) -> UiTable:
+    """One row per monitoring window, oldest first: its traffic, latency, errors, share
+    of drifted columns and live metric."""
+    table = UiTable(
+        f"{model}-windows",
+        [
+            "window",
+            "start",
+            "end",
+            "rows",
+            "drift_share",
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "error_rate",
+            "labelled",
+            "roc_auc",
+        ],
+        title="Windows",
+    )
+    import sqlalchemy as sa
+
+    from driftloop.monitoring.tables import monitoring_metrics as m
+    from driftloop.monitoring.tables import monitoring_windows as t
+
+    project.model_aliases(model)  # an unknown model: NotFoundError
+    names = {
+        "drift.share": "drift_share",
+        "latency.p50": "latency_p50_ms",
+        "latency.p99": "latency_p99_ms",
+        "error_rate": "error_rate",
+        "performance.labelled": "labelled",
+        "performance.roc_auc": "roc_auc",
+    }
+    latest = sa.select(t.c.id).where(t.c.model == model).order_by(t.c.end.desc()).limit(windows)
+    # one query, no details (histograms): the figures of the latest windows
+    query = (
+        sa.select(
+            t.c.id,
+            t.c.start,
+            t.c.end,
+            t.c.rows,
+            t.c.version,
+            m.c.metric,
+            m.c.value,
+            m.c.version.label("metric_version"),
+        )
+        .join(m, m.c.window_id == t.c.id)
+        .where(t.c.id.in_(latest), m.c.column == "", m.c.metric.in_(list(names)))
+        .order_by(t.c.end, t.c.id)
+    )
+    with project.store.connect() as conn:
+        found = conn.execute(query).all()
+    rows: dict[int, dict[str, Any]] = {}
+    for r in found:
+        row = rows.setdefault(r.id, {"window": r.id, "start": r.start, "end": r.end,
+                                     "rows": r.rows})  # fmt: skip
+        key = names[r.metric]
+        # the version that served the window, else the overall figure, else any
+        rank = 0 if r.metric_version == r.version else 1 if r.metric_version is None else 2
+        if key not in row or rank < row[f"_{key}"]:
+            row[key], row[f"_{key}"] = r.value, rank
+    for row in rows.values():
+        table.rows.append([row.get(c) for c in table.columns])
+    return table
+
+
+def _pick(found: WindowMetrics, metric: str, column: str = "") -> float | None:
+    """A window's figure: the one of the version that served it, else the first."""
+    values = [m for m in found.metrics if m.metric == metric and m.column == column]
+    served = [m for m in values if m.version == found.window.version]
+    chosen = served or values
+    return chosen[0].value if chosen else None
+
+
+def alerts(project: Project, model: str | None = None, *, limit: int = 100) -> UiTable:
+    """Alerts, newest first, with the evidence's text."""
+    table = UiTable(
+        "alerts",
+        [
+            "alert",
+            "model",
+            "rule",
+            "column",
+            "severity",
+            "status",
+            "opened_at",
+            "last_window",
+            "value",
+            "threshold",
+            "evidence",
+        ],
+        title="Alerts",
+    )
+    for a in project.alerts(model, limit=limit):
+        table.rows.append(
+            [
+                a.id,
+                a.model,
+                a.rule,
+                a.column,
+                a.severity,
+                a.status,
+                a.opened_at,
+                a.last_window,
+                a.value,
+                a.threshold,
+                a.text,
+            ]
+        )
     return table
