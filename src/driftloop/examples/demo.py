@@ -313,7 +313,7 @@ def run_demo(
         history.close()
         comparison = _start_comparison(history.root, t0, t1, comparison_out)
 
-    stage("creating the live project with January and February")
+    stage(f"creating the live project with the data before {start:%d %B}")
     live_root = root / "live"
     write_flights_project(live_root, months=(1, 2))
     live = Project(live_root)
@@ -324,10 +324,14 @@ def run_demo(
     scorer: HttpScorer | None = None
     try:
         with use_clock(clock):
-            for month in (1, 2):
-                for source in ("weather", "flights"):
-                    live.ingest(source, live_root / f"data/{source}-2013-{month:02d}.parquet")
-            stage("training the first champion on what was known on 1 March")
+            if t0 == _utc(date(2013, 3, 1)):  # the project's own monthly files
+                for month in (1, 2):
+                    for source in ("weather", "flights"):
+                        live.ingest(source, live_root / f"data/{source}-2013-{month:02d}.parquet")
+            else:  # another start: everything before it, one batch per source
+                for source, table in feed.between(datetime(2013, 1, 1, tzinfo=UTC), t0).items():
+                    live.ingest(source, table)
+            stage(f"training the first champion on what was known on {start:%d %B}")
             live.train(MODEL, promote=True)
             result.seconds["setup"] = time.perf_counter() - began
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["ui_routes"]
 
 _REFRESH_SECONDS = 5
+_RUN_LINKS: dict[str, pages.Link] = {"run": "/ui/runs/{value}", "model": "/ui/models/{value}"}
 
 
 def _error(exc: DriftloopError) -> JSONResponse:
@@ -96,10 +97,12 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
             + render_table(
                 models,
                 "/ui/api/models",
-                links={"model": "/ui/models/{value}", "last_run": "/ui/runs#{value}"},
+                links={"model": "/ui/models/{value}", "last_run": "/ui/runs/{value}"},
             )
             + render_table(tables.sources(project), "/ui/api/sources")
-            + render_table(tables.pipeline_runs(project, limit=10), "/ui/api/runs")
+            + render_table(
+                tables.pipeline_runs(project, limit=10), "/ui/api/runs", links=_RUN_LINKS
+            )
         )
         return _page(request, project, "Overview", "/ui/", main)
 
@@ -131,8 +134,8 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
             "quality, latency, alerts</a></p>"
             + render_table(versions, f"/ui/api/models/{model}/versions")
             + render_table(tables.alias_history(project, model), f"/ui/api/models/{model}/aliases")
-            + render_table(tables.rollouts(project, model), "/ui/api/rollouts")
-            + render_table(tables.pipeline_runs(project, model), "/ui/api/runs")
+            + render_table(tables.rollouts(project, model), "/ui/api/rollouts", links=_RUN_LINKS)
+            + render_table(tables.pipeline_runs(project, model), "/ui/api/runs", links=_RUN_LINKS)
         )
         return _page(request, project, model, "", main)
 
@@ -184,11 +187,73 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         (found,) = series_mod.metrics_of(project.store, [window])
         return HTMLResponse(window_report(found))
 
+    def run_page(request: Request, project: Project) -> Response:
+        """A pipeline run: its trigger's evidence, its timeline, the evaluation report and
+        gate verdict of the version it trained, and its rollout's measurements."""
+        from driftloop.evaluation.html import report_fragment
+        from driftloop.loop.triggers import get_firing
+
+        run_id = request.path_params["run"]
+        run, _ = project.pipeline_run(run_id)
+        version = run.outputs.get("version")
+        facts = [
+            ("model", f'<a href="/ui/models/{pages._e(run.model)}">{pages._e(run.model)}</a>'),
+            ("state", f'<span class="state-{pages._e(run.state)}">{pages._e(run.state)}</span>'),
+            ("version", pages._e(f"v{version}" if version is not None else "-")),
+            ("training seconds", pages._e(f"{run.training_seconds:.1f}")),
+            ("error", pages._e(run.error or "-")),
+        ]
+        parts = [
+            f"<h1>Pipeline run {pages._e(run.id)}</h1>",
+            "<section><table>"
+            + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
+            + "</table></section>",
+        ]
+        if run.firing_id is not None:
+            firing = get_firing(project.store, run.firing_id)
+            parts.append(
+                "<section><h2>Why it started</h2>"
+                f"<p>trigger firing {firing.id} at {pages._e(firing.at.isoformat())}: "
+                f"{pages._e(firing.outcome)} — {pages._e(firing.reason)}</p>"
+                f"{pages.evidence(firing.evidence.get('when'))}</section>"
+            )
+        else:
+            parts.append("<section><h2>Why it started</h2><p>started by hand</p></section>")
+        parts.append(
+            render_table(tables.run_timeline(project, run.id), f"/ui/api/runs/{run.id}/timeline")
+        )
+        if version is not None:
+            try:
+                report = project.evaluation_report(run.model, int(version))
+            except DriftloopError:
+                report = None
+            if report is not None:
+                parts.append(
+                    f"<section><h2>Evaluation of v{int(version)}</h2>"
+                    f"{report_fragment(report, heading_level=3)}</section>"
+                )
+        rollout_id = run.outputs.get("rollout")
+        if isinstance(rollout_id, int):
+            parts.append(
+                render_table(
+                    tables.rollout_measurements(project, rollout_id),
+                    f"/ui/api/rollouts/{rollout_id}/measurements",
+                    states=("status",),
+                )
+            )
+            parts.append(
+                render_table(
+                    tables.rollout_timeline(project, rollout_id),
+                    f"/ui/api/rollouts/{rollout_id}/timeline",
+                )
+            )
+        return _page(request, project, run.id, "/ui/runs", "".join(parts))
+
     def runs_page(request: Request, project: Project) -> Response:
         main = (
             "<h1>Runs and rollouts</h1>"
-            + render_table(tables.pipeline_runs(project), "/ui/api/runs")
-            + render_table(tables.rollouts(project), "/ui/api/rollouts")
+            + render_table(tables.pipeline_runs(project), "/ui/api/runs", links=_RUN_LINKS)
+            + render_table(tables.rollouts(project), "/ui/api/rollouts", links=_RUN_LINKS)
         )
         return _page(request, project, "Runs", "/ui/runs", main)
 
@@ -232,6 +297,20 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         raise NotFoundError(
             "model table", kind, known=["alerts", "aliases", "drift", "versions", "windows"]
         )
+
+    def run_api(request: Request, project: Project) -> Response:
+        return _export(tables.run_timeline(project, request.path_params["run"]),
+                       request.path_params["fmt"])  # fmt: skip
+
+    def rollout_api(request: Request, project: Project) -> Response:
+        rollout_id, kind = request.path_params["rollout"], request.path_params["kind"]
+        if kind == "measurements":
+            return _export(
+                tables.rollout_measurements(project, rollout_id), request.path_params["fmt"]
+            )
+        if kind == "timeline":
+            return _export(tables.rollout_timeline(project, rollout_id), request.path_params["fmt"])
+        raise NotFoundError("rollout table", kind, known=["measurements", "timeline"])
 
     async def confirmed(request: Request) -> str:
         """The form's ``confirm`` field (an urlencoded body, as a page's form posts)."""
@@ -290,6 +369,9 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         Route("/ui/models/{model}/monitoring", guarded(monitoring_page), methods=["GET"]),
         Route("/ui/models/{model}/windows/{window:int}", guarded(window_page), methods=["GET"]),
         Route("/ui/runs", guarded(runs_page), methods=["GET"]),
+        Route("/ui/runs/{run}", guarded(run_page), methods=["GET"]),
+        Route("/ui/api/runs/{run}/timeline.{fmt}", guarded(run_api), methods=["GET"]),
+        Route("/ui/api/rollouts/{rollout:int}/{kind}.{fmt}", guarded(rollout_api), methods=["GET"]),
         Route("/ui/data", guarded(data_page), methods=["GET"]),
         Route("/ui/api/models/{model}/{kind}.{fmt}", guarded(model_api), methods=["GET"]),
         Route("/ui/api/{name}.{fmt}", guarded(api), methods=["GET"]),

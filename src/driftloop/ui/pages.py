@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from driftloop.ui.tables import UiTable
 
-__all__ = ["SCRIPT", "STYLE", "heatmap", "layout", "lever", "render_table"]
+__all__ = ["SCRIPT", "STYLE", "Link", "evidence", "heatmap", "layout", "lever", "render_table"]
 
 STYLE = """
 :root { color-scheme: light; --line: #e2e8f0; --muted: #64748b; --accent: #2563eb; }
@@ -225,4 +225,26 @@ def heatmap(found: Any, model: str, export: str) -> str:
         "<h2>Drift by window (statistic / threshold)</h2>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
         f"{empty}</section>"
+    )
+
+
+def evidence(check: Any) -> str:
+    """A trigger's verdict as a nested list: each trigger, fired or not, its summary
+    and the figures it read."""
+    if not isinstance(check, dict):
+        return '<p class="muted">no evidence recorded</p>'
+    fired = bool(check.get("fired"))
+    figures = {k: v for k, v in check.items() if k not in ("trigger", "fired", "summary", "checks")}
+    shown = ", ".join(f"{k}={v}" for k, v in figures.items())
+    if len(shown) > 400:  # a window list can be long: the export has it all
+        shown = shown[:399] + "…"
+    inner = "".join(evidence(c) for c in check.get("checks") or [])
+    mark = "fired" if fired else "quiet"
+    return (
+        f'<ul class="evidence"><li><strong>{_e(check.get("trigger"))}</strong> '
+        f'<span class="state-{"promoted" if fired else "paused"}">{mark}</span>: '
+        f"{_e(check.get('summary', ''))}"
+        + (f' <span class="muted">({_e(shown)})</span>' if shown else "")
+        + inner
+        + "</li></ul>"
     )

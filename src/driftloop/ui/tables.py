@@ -278,6 +278,7 @@ def rollouts(project: Project, model: str | None = None, *, limit: int = 100) ->
             "measurements",
             "created_at",
             "reason",
+            "run",
         ],
         title="Rollouts",
     )
@@ -294,6 +295,7 @@ def rollouts(project: Project, model: str | None = None, *, limit: int = 100) ->
                 r.measurements,
                 r.created_at,
                 r.reason,
+                r.run_id,
             ]
         )
     return table
@@ -459,5 +461,72 @@ def alerts(project: Project, model: str | None = None, *, limit: int = 100) -> U
                 a.threshold,
                 a.text,
             ]
+        )
+    return table
+
+
+def _detail_text(detail: Any) -> str:
+    if isinstance(detail, dict):
+        shown = {k: v for k, v in detail.items() if k not in ("trace", "split")}
+        return ", ".join(f"{k}={v}" for k, v in shown.items())
+    return "" if detail is None else str(detail)
+
+
+def run_timeline(project: Project, run_id: str) -> UiTable:
+    """A pipeline run's timeline, oldest first: each step with its outputs."""
+    _, events = project.pipeline_run(run_id)
+    table = UiTable(f"run-{run_id}", ["at", "event", "step", "detail"], title="Timeline")
+    for e in events:
+        at = datetime.fromisoformat(e["at"]) if isinstance(e["at"], str) else e["at"]
+        table.rows.append([at, e["kind"], e["step"], _detail_text(e["detail"])])
+    return table
+
+
+def rollout_measurements(project: Project, rollout_id: int) -> UiTable:
+    """A rollout's measurements, oldest first, each with its verdict and why."""
+    detail = project.rollout(rollout_id)
+    table = UiTable(
+        f"rollout-{rollout_id}-measurements",
+        [
+            "seq",
+            "at",
+            "phase",
+            "step",
+            "metric",
+            "value",
+            "champion_value",
+            "rows",
+            "status",
+            "reason",
+        ],
+        title="Analysis measurements",
+    )
+    for m in detail.measurements:
+        table.rows.append(
+            [
+                m.seq,
+                m.at,
+                m.phase,
+                m.step,
+                m.metric,
+                m.value,
+                m.champion_value,
+                m.rows,
+                m.status,
+                m.reason,
+            ]
+        )
+    return table
+
+
+def rollout_timeline(project: Project, rollout_id: int) -> UiTable:
+    """A rollout's events and deployment changes, in time order."""
+    detail = project.rollout(rollout_id)
+    table = UiTable(
+        f"rollout-{rollout_id}-timeline", ["at", "event", "who", "message"], title="Rollout"
+    )
+    for entry in detail.timeline():
+        table.rows.append(
+            [entry.get("at"), entry.get("kind"), entry.get("who"), entry.get("message")]
         )
     return table
