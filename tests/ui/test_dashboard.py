@@ -120,7 +120,7 @@ def test_every_page_answers_and_every_table_exports_as_json_and_csv(
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
         assert "/ui/static/ui.js" in page.text
-    model_tables = ("versions", "aliases", "drift", "windows", "alerts")
+    model_tables = ("versions", "aliases", "drift", "windows", "alerts", "predictions")
     for name in (*TABLES, "alerts", *(f"models/late/{t}" for t in model_tables)):
         body = _json(dashboard, f"/ui/api/{name}.json")
         exported = httpx.get(f"{dashboard.url}/ui/api/{name}.csv", timeout=30)
@@ -190,6 +190,33 @@ def test_a_run_page_explains_the_run(dashboard: Dashboard) -> None:
     assert timeline[-1]["event"] == "promoted"
 
 
+def test_lineage_goes_back_to_the_batches_and_forward_to_the_models(dashboard: Dashboard) -> None:
+    """A version's lineage names its training run, training set, feature view versions
+    and every dataset version the run read; a dataset version's page lists the versions
+    trained on it."""
+    from driftloop.training.runs import get_run
+
+    project = dashboard.project
+    version = project.model_version("late", 2)
+    assert version.run_id is not None
+    run = get_run(project.store, version.run_id)
+    graph = _json(dashboard, "/ui/api/lineage/late/2.json")
+    by_kind: dict[str, set[str]] = {}
+    for node in graph["nodes"]:
+        by_kind.setdefault(node["kind"], set()).add(node["id"])
+    assert by_kind["model_version"] == {"late:v2"}
+    assert by_kind["training_run"] == {run.id}
+    assert by_kind["training_set"] == {run.training_set_id}
+    assert by_kind["feature_view"] == {f"{v['name']}@{v['version']}" for v in run.views}
+    read = {d for ids in run.dataset_versions.values() for d in ids}
+    assert by_kind["dataset_version"] == read
+    dataset = sorted(read)[0]
+    users = _json(dashboard, f"/ui/api/datasets/{dataset}/users.json")["rows"]
+    assert {"model": "late", "version": 2} in [
+        {"model": u["model"], "version": u["version"]} for u in users
+    ]
+
+
 def test_a_fragment_request_gets_only_the_main_part(dashboard: Dashboard) -> None:
     """The live refresh asks for <main>'s content only."""
     response = httpx.get(
@@ -207,6 +234,10 @@ def test_a_fragment_request_gets_only_the_main_part(dashboard: Dashboard) -> Non
         ("GET", "/ui/models/nobody/monitoring", None, 404, "not_found"),
         ("GET", "/ui/models/late/windows/99999", None, 404, "not_found"),
         ("GET", "/ui/runs/pr-nothing", None, 404, "not_found"),
+        ("GET", "/ui/lineage/late/999", None, 404, "not_found"),
+        ("GET", "/ui/predictions/late/no-such-request", None, 404, "not_found"),
+        ("GET", "/ui/predictions/late/r?at=yesterday", None, 400, "input_error"),
+        ("GET", "/ui/datasets/0000000000", None, 404, "not_found"),
         ("GET", "/ui/api/rollouts/1/nothing.json", None, 404, "not_found"),
         ("GET", "/ui/api/nothing.json", None, 404, "not_found"),
         ("GET", "/ui/api/models.xml", None, 404, "not_found"),
@@ -278,6 +309,28 @@ def test_an_alert_leads_to_its_columns_histogram(dashboard: Dashboard) -> None:
             assert histogram.count() == 1
             assert histogram.locator("svg").count() >= 1
             page.screenshot(path=str(dashboard.artifacts / "dashboard-window.png"))
+        finally:
+            browser.close()
+
+
+def test_a_prediction_leads_to_its_lineage(dashboard: Dashboard) -> None:
+    """On the model page, a logged prediction's request id opens its lineage: the
+    request, the version that answered it, and that version's sources."""
+    sync_api = _browser()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(dashboard.url + "/ui/models/late")
+            row = page.locator('section[data-table="late-predictions"] tbody tr').first
+            request_id = row.locator("td").nth(0).inner_text()
+            served_by = int(row.locator("td").nth(2).inner_text())
+            row.locator("td a").first.click()
+            page.wait_for_selector("section.lineage")
+            assert page.locator(f'.node[data-id="request:{request_id}"]').count() == 1
+            assert page.locator(f'.node[data-id="late:v{served_by}"]').count() == 1
+            assert page.locator('.node[data-kind="dataset_version"]').count() > 0
+            page.screenshot(path=str(dashboard.artifacts / "dashboard-lineage.png"))
         finally:
             browser.close()
 

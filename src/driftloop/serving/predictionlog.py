@@ -583,8 +583,10 @@ def read_log(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
+    request_id: str | None = None,
 ) -> pa.Table:
-    """Every record under ``root`` (of one model, or all), with ``since <= at < until``.
+    """Every record under ``root`` (of one model, or all), with ``since <= at < until``
+    (and of one request, with ``request_id``).
 
     Columns are the union over all files (absent ones null), plus ``model``; rows are
     ordered by ``at``. With nothing to read, an empty table with ``at`` and ``model``.
@@ -603,6 +605,9 @@ def read_log(
         params["until"] = clock.ensure_utc(until, what="until")
         params["until_day"] = params["until"].date()
         conditions += ['"at" < $until', "date <= $until_day"]
+    if request_id is not None:
+        params["request_id"] = request_id
+        conditions.append("request_id = $request_id")
     since_day = params.get("since_day")
     until_day = params.get("until_day")
     attempt = 0

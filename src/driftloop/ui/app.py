@@ -16,9 +16,11 @@ Errors are JSON bodies with the status of the :mod:`driftloop.errors` exception.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -63,6 +65,18 @@ def _export(table: tables.UiTable, fmt: str) -> Response:
     raise NotFoundError("export format", fmt, known=["json", "csv"])
 
 
+def _prediction_link(model: str) -> Callable[[dict[str, Any]], str | None]:
+    """A logged prediction's link: its lineage, looked up around its time."""
+
+    def link(row: dict[str, Any]) -> str | None:
+        at = row.get("at")
+        suffix = f"?at={quote(at.isoformat())}" if isinstance(at, datetime) else ""
+        request_id = quote(str(row["request_id"]), safe="")
+        return f"/ui/predictions/{quote(model, safe='')}/{request_id}{suffix}"
+
+    return link
+
+
 def _alert_link(model: str) -> Callable[[dict[str, Any]], str | None]:
     """An alert's link: its last window's report, at the histogram of its column."""
     from driftloop.monitoring.html import histogram_anchors
@@ -76,6 +90,42 @@ def _alert_link(model: str) -> Callable[[dict[str, Any]], str | None]:
         return f"/ui/models/{model}/windows/{window}" + (f"#{anchor}" if anchor else "")
 
     return link
+
+
+def _find_prediction(
+    project: Project, model: str, request_id: str, around: str | None = None
+) -> dict[str, Any]:
+    """The served record of one request (the champion's or canary's answer); with
+    ``around`` (its time, ISO 8601) only the log's hour around it is read."""
+    from datetime import timedelta
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from driftloop.serving.predictionlog import read_log
+
+    project.model_aliases(model)  # an unknown model: NotFoundError
+    since = until = None
+    if around:
+        try:
+            at = datetime.fromisoformat(around)
+        except ValueError:
+            raise InputError(f"at={around!r} is not an ISO 8601 time", field="at") from None
+        if at.tzinfo is None:
+            raise InputError(f"at={around!r} has no time zone", field="at")
+        since, until = at - timedelta(hours=1), at + timedelta(hours=1)
+    found = read_log(
+        project.config.serving.predictions,
+        model,
+        since=since,
+        until=until,
+        request_id=request_id,
+    )
+    if found.num_rows == 0 or "request_id" not in found.column_names:
+        raise NotFoundError("prediction", request_id)
+    served = found.filter(pc.is_in(found.column("role"), pa.array(["champion", "canary"])))
+    row: dict[str, Any] = (served if served.num_rows else found).slice(0, 1).to_pylist()[0]
+    return row
 
 
 def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
@@ -132,7 +182,16 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
             f'<p>serving: <span id="aliases">{pages._e(serving)}</span> {levers}</p>'
             f'<p><a href="/ui/models/{pages._e(model)}/monitoring">monitoring: drift, '
             "quality, latency, alerts</a></p>"
-            + render_table(versions, f"/ui/api/models/{model}/versions")
+            + render_table(
+                versions,
+                f"/ui/api/models/{model}/versions",
+                links={"version": f"/ui/lineage/{model}/{{value}}"},
+            )
+            + render_table(
+                tables.recent_predictions(project, model),
+                f"/ui/api/models/{model}/predictions",
+                links={"request_id": _prediction_link(model)},
+            )
             + render_table(tables.alias_history(project, model), f"/ui/api/models/{model}/aliases")
             + render_table(tables.rollouts(project, model), "/ui/api/rollouts", links=_RUN_LINKS)
             + render_table(tables.pipeline_runs(project, model), "/ui/api/runs", links=_RUN_LINKS)
@@ -249,6 +308,84 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
             )
         return _page(request, project, run.id, "/ui/runs", "".join(parts))
 
+    def lineage_page(request: Request, project: Project) -> Response:
+        """Where a model version, or one prediction, came from."""
+        from driftloop.registry.lineage import Node, version_lineage
+
+        model = request.path_params["model"]
+        request_id = request.path_params.get("request")
+        prediction = None
+        if request_id is not None:
+            around = request.query_params.get("at")
+            prediction = _find_prediction(project, model, str(request_id), around)
+            version = int(prediction["version"])
+        else:
+            version = int(request.path_params["version"])
+        graph = version_lineage(project.store, model, version)
+        if prediction is not None:
+            facts = {k: prediction.get(k) for k in ("at", "role", "prediction")}
+            node = Node("prediction", f"request:{request_id}", str(request_id), facts)
+            graph.nodes.insert(0, node)
+            graph.edges.insert(0, (node.id, f"{model}:v{version}"))
+        training_runs = {
+            r.outputs.get("training_run"): r.id for r in project.pipeline_runs(model, limit=None)
+        }
+
+        def link(node: Node) -> str | None:
+            if node.kind == "model_version":
+                return f"/ui/models/{model}"
+            if node.kind == "training_run" and node.id in training_runs:
+                return f"/ui/runs/{training_runs[node.id]}"
+            if node.kind == "dataset_version":
+                return f"/ui/datasets/{node.id}"
+            return None
+
+        title = f"prediction {request_id}" if request_id else f"{model} v{version}"
+        main = (
+            f"<h1>Lineage of {pages._e(title)}</h1>"
+            f'<p><a href="/ui/api/lineage/{pages._e(model)}/{version}.json">JSON</a></p>'
+            + pages.lineage_graph(graph, link)
+        )
+        return _page(request, project, f"lineage {title}", "", main)
+
+    def lineage_api(request: Request, project: Project) -> Response:
+        from driftloop.registry.lineage import version_lineage
+
+        fmt = request.path_params["fmt"]
+        if fmt != "json":
+            raise NotFoundError("export format", fmt, known=["json"])
+        model, version = request.path_params["model"], int(request.path_params["version"])
+        graph = version_lineage(project.store, model, version)
+        return JSONResponse(json.loads(json.dumps(graph.to_dict(), default=str)))
+
+    def dataset_page(request: Request, project: Project) -> Response:
+        """A dataset version, and the model versions trained on it (forward lineage)."""
+        dataset = project.version(request.path_params["dataset"])
+        users = tables.dataset_users(project, dataset.id)
+        provenance = dataset.provenance or {}
+        facts = [
+            ("source", dataset.source),
+            ("rows", f"{dataset.rows:,}"),
+            ("created", dataset.created_at.isoformat()),
+            ("events", f"{dataset.event_min} .. {dataset.event_max}"),
+            ("ingested from", provenance.get("input_uri", "-")),
+        ]
+        main = (
+            f"<h1>Dataset version {pages._e(dataset.id[:16])}</h1><section><table>"
+            + "".join(f"<tr><th>{k}</th><td>{pages._e(v)}</td></tr>" for k, v in facts)
+            + "</table></section>"
+            + render_table(
+                users,
+                f"/ui/api/datasets/{dataset.id}/users",
+                links={"version": lambda row: f"/ui/lineage/{row['model']}/{row['version']}"},
+            )
+        )
+        return _page(request, project, "dataset version", "/ui/data", main)
+
+    def dataset_api(request: Request, project: Project) -> Response:
+        dataset = project.version(request.path_params["dataset"])
+        return _export(tables.dataset_users(project, dataset.id), request.path_params["fmt"])
+
     def runs_page(request: Request, project: Project) -> Response:
         main = (
             "<h1>Runs and rollouts</h1>"
@@ -287,6 +424,8 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
             return _export(tables.model_versions(project, model), fmt)
         if kind == "aliases":
             return _export(tables.alias_history(project, model), fmt)
+        if kind == "predictions":
+            return _export(tables.recent_predictions(project, model), fmt)
         if kind == "drift":
             return _export(tables.drift_heatmap(project, model).table, fmt)
         if kind == "windows":
@@ -295,7 +434,9 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
             project.model_aliases(model)  # an unknown model: 404
             return _export(tables.alerts(project, model), fmt)
         raise NotFoundError(
-            "model table", kind, known=["alerts", "aliases", "drift", "versions", "windows"]
+            "model table",
+            kind,
+            known=["alerts", "aliases", "drift", "predictions", "versions", "windows"],
         )
 
     def run_api(request: Request, project: Project) -> Response:
@@ -369,6 +510,11 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         Route("/ui/models/{model}/monitoring", guarded(monitoring_page), methods=["GET"]),
         Route("/ui/models/{model}/windows/{window:int}", guarded(window_page), methods=["GET"]),
         Route("/ui/runs", guarded(runs_page), methods=["GET"]),
+        Route("/ui/lineage/{model}/{version:int}", guarded(lineage_page), methods=["GET"]),
+        Route("/ui/predictions/{model}/{request}", guarded(lineage_page), methods=["GET"]),
+        Route("/ui/datasets/{dataset}", guarded(dataset_page), methods=["GET"]),
+        Route("/ui/api/datasets/{dataset}/users.{fmt}", guarded(dataset_api), methods=["GET"]),
+        Route("/ui/api/lineage/{model}/{version:int}.{fmt}", guarded(lineage_api), methods=["GET"]),
         Route("/ui/runs/{run}", guarded(run_page), methods=["GET"]),
         Route("/ui/api/runs/{run}/timeline.{fmt}", guarded(run_api), methods=["GET"]),
         Route("/ui/api/rollouts/{rollout:int}/{kind}.{fmt}", guarded(rollout_api), methods=["GET"]),

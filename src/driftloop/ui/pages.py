@@ -18,7 +18,17 @@ from urllib.parse import quote
 
 from driftloop.ui.tables import UiTable
 
-__all__ = ["SCRIPT", "STYLE", "Link", "evidence", "heatmap", "layout", "lever", "render_table"]
+__all__ = [
+    "SCRIPT",
+    "STYLE",
+    "Link",
+    "evidence",
+    "heatmap",
+    "layout",
+    "lever",
+    "lineage_graph",
+    "render_table",
+]
 
 STYLE = """
 :root { color-scheme: light; --line: #e2e8f0; --muted: #64748b; --accent: #2563eb; }
@@ -55,6 +65,12 @@ td.heat a { color: inherit; text-decoration: none; display: block; }
 .heat-2 { background: #fca5a5; } .heat-3 { background: #ef4444; color: #fff; }
 figure.chart { display: inline-block; margin: .4rem 1rem .4rem 0; }
 figure.chart figcaption { font-size: 12px; color: var(--muted); }
+section.lineage { display: flex; gap: .8rem; align-items: flex-start; padding: 1rem; }
+.lineage-column { min-width: 11rem; max-width: 16rem; }
+.lineage-column h3 { font-size: 12px; color: var(--muted); margin: 0 0 .4rem; }
+.node { border: 1px solid var(--line); border-left: 3px solid var(--accent);
+        border-radius: 4px; padding: .3rem .5rem; margin-bottom: .4rem; font-size: 12px;
+        overflow-wrap: anywhere; }
 footer { color: var(--muted); font-size: 12px; padding: 0 1.2rem 1rem; }
 """
 
@@ -248,3 +264,46 @@ def evidence(check: Any) -> str:
         + inner
         + "</li></ul>"
     )
+
+
+_KIND_TITLES = {
+    "prediction": "prediction",
+    "model_version": "model version",
+    "training_run": "training run",
+    "training_set": "training set",
+    "feature_view": "feature views",
+    "dataset_version": "dataset versions",
+    "input": "ingested from",
+}
+_SHOWN_PER_KIND = 40
+
+
+def lineage_graph(graph: Any, link: Callable[[Any], str | None]) -> str:
+    """A lineage as columns, from what was served back to the files ingested: each
+    column a kind of node, each node a box (linked where ``link`` gives a URL); the
+    edges run from each column to the next."""
+    columns = []
+    for kind, title in _KIND_TITLES.items():
+        nodes = [n for n in graph.nodes if n.kind == kind]
+        if not nodes:
+            continue
+        boxes = []
+        for node in nodes[:_SHOWN_PER_KIND]:
+            url = link(node)
+            label = f'<a href="{_e(url)}">{_e(node.label)}</a>' if url else _e(node.label)
+            facts = ", ".join(
+                f"{k} {v}"
+                for k, v in node.facts.items()
+                if v not in (None, "", {}) and k != "input"
+            )
+            boxes.append(
+                f'<div class="node" data-kind="{_e(kind)}" data-id="{_e(node.id)}">{label}'
+                + (f'<div class="muted">{_e(facts[:160])}</div>' if facts else "")
+                + "</div>"
+            )
+        if len(nodes) > _SHOWN_PER_KIND:
+            boxes.append(f'<div class="muted">+{len(nodes) - _SHOWN_PER_KIND} more (JSON)</div>')
+        columns.append(
+            f'<div class="lineage-column"><h3>{_e(title)} ({len(nodes)})</h3>{"".join(boxes)}</div>'
+        )
+    return f'<section class="lineage">{"".join(columns)}</section>'

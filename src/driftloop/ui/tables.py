@@ -530,3 +530,50 @@ def rollout_timeline(project: Project, rollout_id: int) -> UiTable:
             [entry.get("at"), entry.get("kind"), entry.get("who"), entry.get("message")]
         )
     return table
+
+
+def recent_predictions(project: Project, model: str, *, limit: int = 20) -> UiTable:
+    """The model's latest predictions (from the log's last day), newest first."""
+    from driftloop.serving.predictionlog import read_log
+
+    project.model_aliases(model)  # an unknown model: NotFoundError
+    table = UiTable(
+        f"{model}-predictions",
+        ["request_id", "at", "version", "role", "prediction", "error"],
+        title="Latest predictions",
+    )
+    folder = project.config.serving.predictions / f"model={model}"
+    days = sorted(folder.glob("date=*")) if folder.is_dir() else []
+    if not days:
+        return table
+    since = datetime.fromisoformat(days[-1].name.removeprefix("date=") + "T00:00:00+00:00")
+    log = read_log(project.config.serving.predictions, model, since=since)
+    n = log.num_rows
+    tail = log.slice(max(0, n - limit), limit)
+    error = tail.column("error") if "error" in tail.column_names else None
+    for i in reversed(range(tail.num_rows)):
+        table.rows.append(
+            [
+                tail.column("request_id")[i].as_py(),
+                tail.column("at")[i].as_py(),
+                tail.column("version")[i].as_py(),
+                tail.column("role")[i].as_py(),
+                tail.column("prediction")[i].as_py(),
+                None if error is None else error[i].as_py(),
+            ]
+        )
+    return table
+
+
+def dataset_users(project: Project, dataset_id: str) -> UiTable:
+    """The model versions whose training read a dataset version (forward lineage)."""
+    from driftloop.registry.lineage import dataset_users as users
+
+    table = UiTable(
+        f"dataset-{dataset_id[:12]}-users",
+        ["model", "version", "created_at"],
+        title="Model versions trained on it",
+    )
+    for v in users(project.store, dataset_id):
+        table.rows.append([v.model, v.version, v.created_at])
+    return table
