@@ -255,11 +255,17 @@ def test_bad_requests_get_a_json_error(
 
 
 def _browser() -> Any:
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        from tests.conftest import missing_backend
+    """Playwright's sync API, with Debian's Chromium there to drive: else a skip, or a
+    failure under DRIFTLOOP_REQUIRE_BACKENDS=1 (CI)."""
+    from tests.conftest import missing_backend
 
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         missing_backend("Debian's chromium is not installed (apt-get install chromium)")
-    return pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        missing_backend("playwright is not installed (pip install 'driftloop[test]')")
+    return sync_api
 
 
 def test_each_page_renders_in_chromium_from_the_package_alone(dashboard: Dashboard) -> None:
