@@ -238,6 +238,9 @@ def test_a_fragment_request_gets_only_the_main_part(dashboard: Dashboard) -> Non
         ("GET", "/ui/predictions/late/no-such-request", None, 404, "not_found"),
         ("GET", "/ui/predictions/late/r?at=yesterday", None, 400, "input_error"),
         ("GET", "/ui/datasets/0000000000", None, 404, "not_found"),
+        ("GET", "/ui/models/late/diff?a=1", None, 400, "input_error"),
+        ("GET", "/ui/models/late/card/99", None, 404, "not_found"),
+        ("POST", "/ui/models/late/promote", {"confirm": "no"}, 400, "input_error"),
         ("GET", "/ui/api/rollouts/1/nothing.json", None, 404, "not_found"),
         ("GET", "/ui/api/nothing.json", None, 404, "not_found"),
         ("GET", "/ui/api/models.xml", None, 404, "not_found"),
@@ -366,3 +369,42 @@ def test_a_rollback_from_the_page_asks_first_then_moves_the_champion(
             page.screenshot(path=str(dashboard.artifacts / "dashboard-after-rollback.png"))
         finally:
             browser.close()
+
+
+def test_a_version_diff_and_the_model_card_are_one_click_away(dashboard: Dashboard) -> None:
+    """The model page links the champion's card and its diff with the latest version."""
+    champion = dashboard.project.model_aliases("late")["champion"]
+    page = httpx.get(f"{dashboard.url}/ui/models/late", timeout=30).text
+    assert f"/ui/models/late/card/{champion}" in page
+    assert "Metric over time" in page
+    diff = httpx.get(f"{dashboard.url}/ui/models/late/diff?a=1&b=2", timeout=30)
+    assert diff.status_code == 200
+    assert 'data-table="late-diff-metrics"' in diff.text
+    assert "roc_auc" in diff.text
+    card = httpx.get(f"{dashboard.url}/ui/models/late/card/2", timeout=30)
+    assert card.status_code == 200
+    assert "late" in card.text
+
+
+def test_promoting_the_canary_needs_one_and_moves_the_champion(dashboard: Dashboard) -> None:
+    """Without a canary the lever is refused (409); with one, the confirmed POST makes it
+    champion."""
+    project = dashboard.project
+    refused = httpx.post(
+        f"{dashboard.url}/ui/models/late/promote", data={"confirm": "late"}, timeout=30
+    )
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "state_error"
+    champion = project.model_aliases("late")["champion"]
+    other = 1 if champion != 1 else 2
+    project.deploy_canary("late", other, 10.0, reason="test")
+    page = httpx.get(f"{dashboard.url}/ui/models/late", timeout=30).text
+    assert f"Promote canary v{other}" in page
+    done = httpx.post(
+        f"{dashboard.url}/ui/models/late/promote",
+        data={"confirm": "late"},
+        timeout=30,
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert project.model_aliases("late")["champion"] == other

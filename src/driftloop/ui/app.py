@@ -77,6 +77,32 @@ def _prediction_link(model: str) -> Callable[[dict[str, Any]], str | None]:
     return link
 
 
+def _short(value: Any) -> Any:
+    text = value if isinstance(value, int | float) or value is None else str(value)
+    return text[:200] + "…" if isinstance(text, str) and len(text) > 200 else text
+
+
+def _metric_charts(project: Project, model: str, versions: tables.UiTable) -> str:
+    """The offline metric of each version at its creation, and the live one per window."""
+    metric = next((m for m in ("roc_auc", "accuracy", "rmse") if m in versions.columns), None)
+    parts = []
+    if metric is not None:
+        i, t = versions.columns.index(metric), versions.columns.index("created_at")
+        rows = list(reversed(versions.rows))
+        parts.append(
+            time_chart(f"offline {metric} per version", [r[t] for r in rows], [r[i] for r in rows])
+        )
+    live = tables.window_series(project, model)
+    if live.rows:
+        end, auc = live.columns.index("end"), live.columns.index("roc_auc")
+        parts.append(
+            time_chart(
+                "live roc_auc per window", [r[end] for r in live.rows], [r[auc] for r in live.rows]
+            )
+        )
+    return f"<section><h2>Metric over time</h2>{''.join(parts)}</section>" if parts else ""
+
+
 def _alert_link(model: str) -> Callable[[dict[str, Any]], str | None]:
     """An alert's link: its last window's report, at the histogram of its column."""
     from driftloop.monitoring.html import histogram_anchors
@@ -176,12 +202,34 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
                 f"Abort rollout {r.id} of {model} (version {r.version})?",
                 str(r.id),
             )
+        deployment = project.deployment(model)
+        if deployment.canary is not None:
+            levers += " " + lever(
+                f"/ui/models/{model}/promote",
+                f"Promote canary v{deployment.canary}",
+                f"Make version {deployment.canary} the champion of {model}?",
+                model,
+            )
         serving = ", ".join(f"{a} v{v}" for a, v in sorted(aliases.items())) or "nothing"
+        champion = aliases.get("champion")
+        latest = versions.rows[0][0] if versions.rows else None
+        name = pages._e(model)
+        links = [
+            f'<a href="/ui/models/{name}/monitoring">monitoring: drift, quality, latency, '
+            "alerts</a>"
+        ]
+        if champion is not None:
+            links.append(f'<a href="/ui/models/{name}/card/{champion}">model card</a>')
+        if champion is not None and latest is not None and latest != champion:
+            links.append(
+                f'<a href="/ui/models/{name}/diff?a={champion}&amp;b={latest}">'
+                f"v{champion} against v{latest}</a>"
+            )
         main = (
-            f"<h1>{pages._e(model)}</h1>"
+            f"<h1>{name}</h1>"
             f'<p>serving: <span id="aliases">{pages._e(serving)}</span> {levers}</p>'
-            f'<p><a href="/ui/models/{pages._e(model)}/monitoring">monitoring: drift, '
-            "quality, latency, alerts</a></p>"
+            f"<p>{' · '.join(links)}</p>"
+            + _metric_charts(project, model, versions)
             + render_table(
                 versions,
                 f"/ui/api/models/{model}/versions",
@@ -197,6 +245,31 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
             + render_table(tables.pipeline_runs(project, model), "/ui/api/runs", links=_RUN_LINKS)
         )
         return _page(request, project, model, "", main)
+
+    def diff_page(request: Request, project: Project) -> Response:
+        """What differs between two versions: metrics, tags, signature, lineage."""
+        model = request.path_params["model"]
+        a, b = request.query_params.get("a"), request.query_params.get("b")
+        if not a or not b:
+            raise InputError("give the two versions to compare: ?a=1&b=2", field="a")
+        diff = project.diff_models(model, a, b)
+        parts = [f"<h1>{pages._e(model)}: v{pages._e(a)} against v{pages._e(b)}</h1>"]
+        for section in ("metrics", "tags", "signature", "lineage"):
+            changed = getattr(diff, section)
+            table = tables.UiTable(
+                f"{model}-diff-{section}", ["key", f"v{a}", f"v{b}"], title=section
+            )
+            for key, (left, right) in sorted(changed.items()):
+                table.rows.append([key, _short(left), _short(right)])
+            parts.append(render_table(table, f"/ui/api/models/{model}/versions"))
+        return _page(request, project, f"{model} diff", "", "".join(parts))
+
+    def card_page(request: Request, project: Project) -> Response:
+        """The version's model card (the HTML `driftloop models card` writes)."""
+        from driftloop.registry.cards import card_html
+
+        model, version = request.path_params["model"], request.path_params["version"]
+        return HTMLResponse(card_html(project.model_card(model, int(version))))
 
     def monitoring_page(request: Request, project: Project) -> Response:
         model = request.path_params["model"]
@@ -475,6 +548,22 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
             return _error(exc)
         return RedirectResponse(f"/ui/models/{model}", status_code=303)
 
+    async def promote(request: Request) -> Response:
+        model = request.path_params["model"]
+        if await confirmed(request) != model:
+            return _error(
+                InputError(
+                    f"confirm the promotion of {model!r}'s canary: the form's confirm field "
+                    "must be the model's name",
+                    field="confirm",
+                )
+            )
+        try:
+            get_project().promote(model, reason="promoted from the dashboard")
+        except DriftloopError as exc:
+            return _error(exc)
+        return RedirectResponse(f"/ui/models/{model}", status_code=303)
+
     async def abort(request: Request) -> Response:
         rollout_id = request.path_params["rollout"]
         if await confirmed(request) != str(rollout_id):
@@ -522,6 +611,9 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         Route("/ui/api/models/{model}/{kind}.{fmt}", guarded(model_api), methods=["GET"]),
         Route("/ui/api/{name}.{fmt}", guarded(api), methods=["GET"]),
         Route("/ui/models/{model}/rollback", rollback, methods=["POST"]),
+        Route("/ui/models/{model}/promote", promote, methods=["POST"]),
+        Route("/ui/models/{model}/diff", guarded(diff_page), methods=["GET"]),
+        Route("/ui/models/{model}/card/{version:int}", guarded(card_page), methods=["GET"]),
         Route("/ui/rollouts/{rollout:int}/abort", abort, methods=["POST"]),
         Route("/ui/static/{name}", static, methods=["GET"]),
     ]

@@ -35,6 +35,8 @@ __all__ = [
     "window_series",
 ]
 
+_VERSION_METRICS = ("roc_auc", "pr_auc", "log_loss", "accuracy", "rmse", "mae", "r2")
+"""The metrics a versions table shows first (six in all)."""
 _LIVE_METRICS = ("roc_auc", "accuracy", "rmse", "mae", "log_loss")
 """Live metrics shown on the overview, the first one a window has."""
 
@@ -193,7 +195,9 @@ def sources(project: Project) -> UiTable:
 def model_versions(project: Project, model: str, *, limit: int = 100) -> UiTable:
     """The model's versions, newest first, with their metrics and verdicts."""
     versions = list(reversed(project.model_versions(model)))[:limit]
-    metric_names = sorted({k for v in versions for k in (v.metrics or {})})[:6]
+    names = {k for v in versions for k in (v.metrics or {})}
+    first = [m for m in _VERSION_METRICS if m in names]
+    metric_names = (first + sorted(names - set(first)))[:6]
     table = UiTable(
         f"{model}-versions",
         ["version", "created_at", "verdict", "aliases", "run", *metric_names],
