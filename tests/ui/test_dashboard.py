@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,10 @@ def test_the_overview_says_what_the_api_says(dashboard: Dashboard) -> None:
     assert late["open_alerts"] == len(project.alerts("late", status="firing"))
     assert late["last_run"] == project.pipeline_runs("late", limit=1)[0].id
     assert late["predictions_per_min"] > 0
+    # the flights policy retrains on the 1st of each month at 05:00 UTC
+    scheduled = datetime.fromisoformat(late["next_scheduled"])
+    assert (scheduled.day, scheduled.hour, scheduled.minute) == (1, 5, 0)
+    assert scheduled > datetime.now(UTC)
     sources = {r["source"]: r for r in _json(dashboard, "/ui/api/sources.json")["rows"]}
     assert sources["flights"]["rows"] == project.read("flights").num_rows
     assert sources["flights"]["quarantined"] == 1

@@ -108,6 +108,27 @@ def _latest_figures(project: Project, model: str) -> dict[str, Any]:
     return out
 
 
+def _next_scheduled(project: Project, model: str) -> datetime | None:
+    """The next tick of the model's retraining schedule (the earliest of its ``Schedule``
+    triggers), if its policy has one."""
+    from driftloop.core import clock
+    from driftloop.loop.conditions import AllOf, AnyOf, Schedule
+
+    policy = project.definitions.policies.get(model)
+    if policy is None:
+        return None
+    found: list[Schedule] = []
+    pending: list[Any] = [policy.when]
+    while pending:
+        trigger = pending.pop()
+        if isinstance(trigger, AnyOf | AllOf):
+            pending.extend(trigger.triggers)
+        elif isinstance(trigger, Schedule):
+            found.append(trigger)
+    now = clock.now()
+    return min((s.next_tick(now) for s in found), default=None)
+
+
 def model_overview(project: Project) -> UiTable:
     """One row per registered model: what serves, how, how well, and the loop's state."""
     table = UiTable(
@@ -126,6 +147,7 @@ def model_overview(project: Project) -> UiTable:
             "open_alerts",
             "last_run",
             "last_run_state",
+            "next_scheduled",
             "window_end",
         ],
         title="Models",
@@ -154,6 +176,7 @@ def model_overview(project: Project) -> UiTable:
                 firing.get(name, 0),
                 last[0].id if last else None,
                 last[0].state if last else None,
+                _next_scheduled(project, name),
                 figures.get("window_end"),
             ]
         )
