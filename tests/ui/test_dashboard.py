@@ -35,7 +35,7 @@ PAGES = {
     "runs": "/ui/runs",
     "data": "/ui/data",
 }
-TABLES = ("models", "sources", "runs", "rollouts", "quarantine")
+TABLES = ("models", "sources", "runs", "rollouts", "quarantine", "datasets")
 # no network beyond loopback here: Chromium's own background connections stay off
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -242,6 +242,7 @@ def test_a_fragment_request_gets_only_the_main_part(dashboard: Dashboard) -> Non
         ("GET", "/ui/predictions/late/no-such-request", None, 404, "not_found"),
         ("GET", "/ui/predictions/late/r?at=yesterday", None, 400, "input_error"),
         ("GET", "/ui/datasets/0000000000", None, 404, "not_found"),
+        ("GET", "/ui/quarantine/q-nothing", None, 404, "not_found"),
         ("GET", "/ui/models/late/diff?a=1", None, 400, "input_error"),
         ("GET", "/ui/models/late/card/99", None, 404, "not_found"),
         ("POST", "/ui/models/late/promote", {"confirm": "no"}, 400, "input_error"),
@@ -412,3 +413,21 @@ def test_promoting_the_canary_needs_one_and_moves_the_champion(dashboard: Dashbo
     )
     assert done.status_code == 303
     assert project.model_aliases("late")["champion"] == other
+
+
+def test_a_quarantined_batch_shows_every_rule_it_failed(dashboard: Dashboard) -> None:
+    """The data page lists the quarantined batch; its page shows the failed rules (the
+    text distances and the unknown origin) as its validation report holds them."""
+    project = dashboard.project
+    (entry,) = _json(dashboard, "/ui/api/quarantine.json")["rows"]
+    report = project.quarantine_entry(entry["entry"]).validation
+    assert report is not None
+    assert entry["failed_rules"] == len(report.failures)
+    rows = _json(dashboard, f"/ui/api/quarantine/{entry['entry']}/report.json")["rows"]
+    assert [(r["rule"], r["column"]) for r in rows] == [(f.rule, f.column) for f in report.failures]
+    assert {"distance", "origin"} <= {r["column"] for r in rows}
+    page = httpx.get(f"{dashboard.url}/ui/quarantine/{entry['entry']}", timeout=30)
+    assert page.status_code == 200
+    assert "ISP" in page.text
+    datasets = _json(dashboard, "/ui/api/datasets.json")["rows"]
+    assert len(datasets) == min(100, len(project.versions()))

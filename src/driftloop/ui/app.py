@@ -459,6 +459,31 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         dataset = project.version(request.path_params["dataset"])
         return _export(tables.dataset_users(project, dataset.id), request.path_params["fmt"])
 
+    def quarantine_page(request: Request, project: Project) -> Response:
+        """A quarantined batch: where it came from and every rule it failed."""
+        entry = project.quarantine_entry(request.path_params["entry"])
+        facts = [
+            ("source", entry.source),
+            ("status", entry.status),
+            ("received", entry.created_at.isoformat()),
+            ("input", f"{entry.input_uri} ({entry.input_format}, {entry.bytes:,} bytes)"),
+            ("contract version", entry.contract_version),
+        ]
+        main = (
+            f"<h1>Quarantined batch {pages._e(entry.id)}</h1><section><table>"
+            + "".join(f"<tr><th>{k}</th><td>{pages._e(v)}</td></tr>" for k, v in facts)
+            + "</table></section>"
+            + render_table(
+                tables.validation_report(project, entry.id),
+                f"/ui/api/quarantine/{entry.id}/report",
+            )
+        )
+        return _page(request, project, entry.id, "/ui/data", main)
+
+    def quarantine_api(request: Request, project: Project) -> Response:
+        table = tables.validation_report(project, request.path_params["entry"])
+        return _export(table, request.path_params["fmt"])
+
     def runs_page(request: Request, project: Project) -> Response:
         main = (
             "<h1>Runs and rollouts</h1>"
@@ -471,7 +496,16 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         main = (
             "<h1>Data</h1>"
             + render_table(tables.sources(project), "/ui/api/sources")
-            + render_table(tables.quarantine(project), "/ui/api/quarantine")
+            + render_table(
+                tables.quarantine(project),
+                "/ui/api/quarantine",
+                links={"entry": "/ui/quarantine/{value}"},
+            )
+            + render_table(
+                tables.dataset_versions(project),
+                "/ui/api/datasets",
+                links={"dataset": "/ui/datasets/{value}"},
+            )
         )
         return _page(request, project, "Data", "/ui/data", main)
 
@@ -482,6 +516,7 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         "rollouts": tables.rollouts,
         "quarantine": tables.quarantine,
         "alerts": tables.alerts,
+        "datasets": tables.dataset_versions,
     }
 
     def api(request: Request, project: Project) -> Response:
@@ -602,6 +637,8 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         Route("/ui/lineage/{model}/{version:int}", guarded(lineage_page), methods=["GET"]),
         Route("/ui/predictions/{model}/{request}", guarded(lineage_page), methods=["GET"]),
         Route("/ui/datasets/{dataset}", guarded(dataset_page), methods=["GET"]),
+        Route("/ui/quarantine/{entry}", guarded(quarantine_page), methods=["GET"]),
+        Route("/ui/api/quarantine/{entry}/report.{fmt}", guarded(quarantine_api), methods=["GET"]),
         Route("/ui/api/datasets/{dataset}/users.{fmt}", guarded(dataset_api), methods=["GET"]),
         Route("/ui/api/lineage/{model}/{version:int}.{fmt}", guarded(lineage_api), methods=["GET"]),
         Route("/ui/runs/{run}", guarded(run_page), methods=["GET"]),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -332,14 +331,13 @@ def quarantine(project: Project, *, limit: int = 100) -> UiTable:
     """Rejected batches kept in quarantine, newest first."""
     table = UiTable(
         "quarantine",
-        ["entry", "source", "status", "created_at", "bytes", "failures"],
+        ["entry", "source", "status", "created_at", "bytes", "failed_rules"],
         title="Quarantine",
     )
     for q in project.quarantined()[:limit]:
-        report = q.report or {}
-        failures = report.get("failures") or report.get("rules") or []
-        count = len(failures) if isinstance(failures, Sequence) else None
-        table.rows.append([q.id, q.source, q.status, q.created_at, q.bytes, count])
+        report = q.validation
+        failed = len(report.failures) if report is not None else None
+        table.rows.append([q.id, q.source, q.status, q.created_at, q.bytes, failed])
     return table
 
 
@@ -603,4 +601,55 @@ def dataset_users(project: Project, dataset_id: str) -> UiTable:
     )
     for v in users(project.store, dataset_id):
         table.rows.append([v.model, v.version, v.created_at])
+    return table
+
+
+def validation_report(project: Project, entry_id: str) -> UiTable:
+    """The rules a quarantined batch failed: column, failing rows, the first ones and
+    their values, the message."""
+    entry = project.quarantine_entry(entry_id)
+    table = UiTable(
+        f"quarantine-{entry.id}",
+        ["rule", "column", "failing_rows", "first_rows", "first_values", "message"],
+        title=f"Why {entry.id} was rejected",
+    )
+    report = entry.validation
+    if report is None:  # rejected before validation (an unreadable file...): the reason
+        reason = (entry.report or {}).get("error") or (entry.report or {}).get("message")
+        table.rows.append([(entry.report or {}).get("stage"), None, None, "", "", reason])
+        return table
+    for r in report.failures:
+        table.rows.append(
+            [
+                r.rule,
+                r.column,
+                r.failing,
+                ", ".join(str(v) for v in r.rows[:5]),
+                ", ".join(repr(v) for v in r.values[:5]),
+                r.message,
+            ]
+        )
+    return table
+
+
+def dataset_versions(project: Project, *, limit: int = 100) -> UiTable:
+    """Dataset versions of every source, newest first."""
+    table = UiTable(
+        "datasets",
+        ["dataset", "source", "rows", "created_at", "event_min", "event_max", "input"],
+        title="Dataset versions",
+    )
+    versions = sorted(project.versions(), key=lambda v: v.created_at, reverse=True)[:limit]
+    for v in versions:
+        table.rows.append(
+            [
+                v.id,
+                v.source,
+                v.rows,
+                v.created_at,
+                v.event_min,
+                v.event_max,
+                (v.provenance or {}).get("input_uri"),
+            ]
+        )
     return table
