@@ -262,6 +262,18 @@ def test_bad_requests_get_a_json_error(
     assert response.json()["error"]["code"] == code
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium, driven by Playwright."""
+    sync_api = _browser()
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
 def _browser() -> Any:
     """Playwright's sync API, with Debian's Chromium there to drive: else a skip, or a
     failure under DRIFTLOOP_REQUIRE_BACKENDS=1 (CI)."""
@@ -276,104 +288,79 @@ def _browser() -> Any:
     return sync_api
 
 
-def test_each_page_renders_in_chromium_from_the_package_alone(dashboard: Dashboard) -> None:
+def test_each_page_renders_in_chromium_from_the_package_alone(
+    dashboard: Dashboard, browser: Any
+) -> None:
     """Every page loads in headless Chromium asking nothing of any other host, shows
     the API's champion, and is saved as a screenshot."""
-    sync_api = _browser()
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            asked: list[str] = []
-            page.on("request", lambda request: asked.append(request.url))
-            for name, path in PAGES.items():
-                page.goto(dashboard.url + path)
-                page.wait_for_selector("main h1")
-                page.screenshot(path=str(dashboard.artifacts / f"dashboard-{name}.png"))
-            (run,) = dashboard.project.pipeline_runs("late")
-            page.goto(f"{dashboard.url}/ui/runs/{run.id}")
-            page.wait_for_selector("main h1")
-            page.screenshot(path=str(dashboard.artifacts / "dashboard-run.png"), full_page=True)
-            assert asked
-            assert all(url.startswith(dashboard.url) for url in asked), asked
-            page.goto(dashboard.url + "/ui/")
-            champion = page.locator('section[data-table="models"] tbody tr td').nth(1)
-            assert champion.inner_text() == str(dashboard.project.model_aliases("late")["champion"])
-        finally:
-            browser.close()
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    for name, path in PAGES.items():
+        page.goto(dashboard.url + path)
+        page.wait_for_selector("main h1")
+        page.screenshot(path=str(dashboard.artifacts / f"dashboard-{name}.png"))
+    (run,) = dashboard.project.pipeline_runs("late")
+    page.goto(f"{dashboard.url}/ui/runs/{run.id}")
+    page.wait_for_selector("main h1")
+    page.screenshot(path=str(dashboard.artifacts / "dashboard-run.png"), full_page=True)
+    assert asked
+    assert all(url.startswith(dashboard.url) for url in asked), asked
+    page.goto(dashboard.url + "/ui/")
+    champion = page.locator('section[data-table="models"] tbody tr td').nth(1)
+    assert champion.inner_text() == str(dashboard.project.model_aliases("late")["champion"])
 
 
-def test_an_alert_leads_to_its_columns_histogram(dashboard: Dashboard) -> None:
+def test_an_alert_leads_to_its_columns_histogram(dashboard: Dashboard, browser: Any) -> None:
     """From the monitoring page, an alert's column opens its window's report at that
     column's histogram (reference against the window)."""
-    sync_api = _browser()
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(dashboard.url + "/ui/models/late/monitoring")
-            link = page.locator('section[data-table="alerts"] tbody tr td a').first
-            href = link.get_attribute("href")
-            assert href is not None
-            assert "#hist-" in href
-            link.click()
-            page.wait_for_load_state()
-            anchor = href.split("#", 1)[1]
-            histogram = page.locator(f"[id='{anchor}']")
-            assert histogram.count() == 1
-            assert histogram.locator("svg").count() >= 1
-            page.screenshot(path=str(dashboard.artifacts / "dashboard-window.png"))
-        finally:
-            browser.close()
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(dashboard.url + "/ui/models/late/monitoring")
+    link = page.locator('section[data-table="alerts"] tbody tr td a').first
+    href = link.get_attribute("href")
+    assert href is not None
+    assert "#hist-" in href
+    link.click()
+    page.wait_for_load_state()
+    anchor = href.split("#", 1)[1]
+    histogram = page.locator(f"[id='{anchor}']")
+    assert histogram.count() == 1
+    assert histogram.locator("svg").count() >= 1
+    page.screenshot(path=str(dashboard.artifacts / "dashboard-window.png"))
 
 
-def test_a_prediction_leads_to_its_lineage(dashboard: Dashboard) -> None:
+def test_a_prediction_leads_to_its_lineage(dashboard: Dashboard, browser: Any) -> None:
     """On the model page, a logged prediction's request id opens its lineage: the
     request, the version that answered it, and that version's sources."""
-    sync_api = _browser()
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(dashboard.url + "/ui/models/late")
-            row = page.locator('section[data-table="late-predictions"] tbody tr').first
-            request_id = row.locator("td").nth(0).inner_text()
-            served_by = int(row.locator("td").nth(2).inner_text())
-            row.locator("td a").first.click()
-            page.wait_for_selector("section.lineage")
-            assert page.locator(f'.node[data-id="request:{request_id}"]').count() == 1
-            assert page.locator(f'.node[data-id="late:v{served_by}"]').count() == 1
-            assert page.locator('.node[data-kind="dataset_version"]').count() > 0
-            page.screenshot(path=str(dashboard.artifacts / "dashboard-lineage.png"))
-        finally:
-            browser.close()
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(dashboard.url + "/ui/models/late")
+    row = page.locator('section[data-table="late-predictions"] tbody tr').first
+    request_id = row.locator("td").nth(0).inner_text()
+    served_by = int(row.locator("td").nth(2).inner_text())
+    row.locator("td a").first.click()
+    page.wait_for_selector("section.lineage")
+    assert page.locator(f'.node[data-id="request:{request_id}"]').count() == 1
+    assert page.locator(f'.node[data-id="late:v{served_by}"]').count() == 1
+    assert page.locator('.node[data-kind="dataset_version"]').count() > 0
+    page.screenshot(path=str(dashboard.artifacts / "dashboard-lineage.png"))
 
 
 def test_a_rollback_from_the_page_asks_first_then_moves_the_champion(
-    dashboard: Dashboard,
+    dashboard: Dashboard, browser: Any
 ) -> None:
     """Dismissing the confirmation changes nothing; accepting it rolls the champion
     back to the version before, as the page then shows."""
-    sync_api = _browser()
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=CHROMIUM_FLAGS,
-        )
-        try:
-            page = browser.new_page()
-            page.goto(dashboard.url + "/ui/models/late")
-            page.once("dialog", lambda dialog: dialog.dismiss())
-            page.click("text=Roll back the champion")
-            assert dashboard.project.model_aliases("late")["champion"] == 2
-            page.once("dialog", lambda dialog: dialog.accept())
-            with page.expect_navigation():
-                page.click("text=Roll back the champion")
-            assert dashboard.project.model_aliases("late")["champion"] == 1
-            assert "champion v1" in page.locator("#aliases").inner_text()
-            page.screenshot(path=str(dashboard.artifacts / "dashboard-after-rollback.png"))
-        finally:
-            browser.close()
+    page = browser.new_page()
+    page.goto(dashboard.url + "/ui/models/late")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("text=Roll back the champion")
+    assert dashboard.project.model_aliases("late")["champion"] == 2
+    page.once("dialog", lambda dialog: dialog.accept())
+    with page.expect_navigation():
+        page.click("text=Roll back the champion")
+    assert dashboard.project.model_aliases("late")["champion"] == 1
+    assert "champion v1" in page.locator("#aliases").inner_text()
+    page.screenshot(path=str(dashboard.artifacts / "dashboard-after-rollback.png"))
 
 
 def test_a_version_diff_and_the_model_card_are_one_click_away(dashboard: Dashboard) -> None:

@@ -567,54 +567,51 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         values = parse_qs(body).get("confirm") or [""]
         return values[0]
 
-    async def rollback(request: Request) -> Response:
-        model = request.path_params["model"]
-        if await confirmed(request) != model:
+    async def pull(
+        request: Request, what: str, expect: str, act: Callable[[Project], str]
+    ) -> Response:
+        """A lever: refused (400) unless the form confirms ``expect``; then ``act`` (which
+        returns the model whose page to show) and back to that page."""
+        if await confirmed(request) != expect:
+            kind = "model's name" if what != "abort" else "rollout's id"
             return _error(
                 InputError(
-                    f"confirm the rollback of {model!r}: the form's confirm field must be "
-                    "the model's name",
+                    f"confirm the {what} of {expect!r}: the form's confirm field must be "
+                    f"the {kind}",
                     field="confirm",
                 )
             )
         try:
-            get_project().rollback_model(model, reason="rolled back from the dashboard")
+            model = act(get_project())
         except DriftloopError as exc:
             return _error(exc)
         return RedirectResponse(f"/ui/models/{model}", status_code=303)
+
+    async def rollback(request: Request) -> Response:
+        model = request.path_params["model"]
+
+        def act(project: Project) -> str:
+            project.rollback_model(model, reason="rolled back from the dashboard")
+            return str(model)
+
+        return await pull(request, "rollback", model, act)
 
     async def promote(request: Request) -> Response:
         model = request.path_params["model"]
-        if await confirmed(request) != model:
-            return _error(
-                InputError(
-                    f"confirm the promotion of {model!r}'s canary: the form's confirm field "
-                    "must be the model's name",
-                    field="confirm",
-                )
-            )
-        try:
-            get_project().promote(model, reason="promoted from the dashboard")
-        except DriftloopError as exc:
-            return _error(exc)
-        return RedirectResponse(f"/ui/models/{model}", status_code=303)
+
+        def act(project: Project) -> str:
+            project.promote(model, reason="promoted from the dashboard")
+            return str(model)
+
+        return await pull(request, "promotion", model, act)
 
     async def abort(request: Request) -> Response:
         rollout_id = request.path_params["rollout"]
-        if await confirmed(request) != str(rollout_id):
-            return _error(
-                InputError(
-                    f"confirm the abort of rollout {rollout_id}: the form's confirm field "
-                    "must be the rollout's id",
-                    field="confirm",
-                )
-            )
-        try:
-            project = get_project()
-            rollout = project.abort_rollout(rollout_id, reason="aborted from the dashboard")
-        except DriftloopError as exc:
-            return _error(exc)
-        return RedirectResponse(f"/ui/models/{rollout.model}", status_code=303)
+
+        def act(project: Project) -> str:
+            return project.abort_rollout(rollout_id, reason="aborted from the dashboard").model
+
+        return await pull(request, "abort", str(rollout_id), act)
 
     def static(request: Request) -> Response:
         name = request.path_params["name"]
