@@ -13,12 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -29,6 +24,7 @@ import numpy as np
 
 from driftloop import Project
 from driftloop.cli.init import write_example
+from driftloop.core.processes import ChildServer
 from driftloop.monitoring import series
 from driftloop.monitoring.series import MetricValue
 
@@ -100,26 +96,12 @@ def main() -> None:
     began = time.perf_counter()
     populate(root, args.versions, args.windows)
     print(f"populated in {time.perf_counter() - began:.1f} s")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    executable = Path(sys.executable).parent / "driftloop"
-    process = subprocess.Popen(
-        [str(executable), "-p", str(root), "ui", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    server = ChildServer(
+        root, ["ui"], log=folder / "ui.log", ready="/ui/static/ui.js", what="dashboard"
     )
-    url = f"http://127.0.0.1:{port}"
+    url = server.url
     figures: dict[str, dict[str, float]] = {}
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/ui/static/ui.js", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         for page in PAGES:
             times = []
             for _ in range(1 + args.repeat):
@@ -137,8 +119,7 @@ def main() -> None:
                 f" ms, {len(response.content):,} bytes"
             )
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
     RESULTS.parent.mkdir(exist_ok=True)
     with RESULTS.open("a") as out:

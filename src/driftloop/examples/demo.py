@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -47,6 +46,7 @@ import httpx
 import pyarrow as pa
 
 from driftloop.core.clock import SimulatedClock, use_clock
+from driftloop.core.processes import ChildServer
 from driftloop.errors import BackendUnavailable, DriftloopError
 from driftloop.examples.flights import (
     create_flights_project,
@@ -69,13 +69,6 @@ BROKEN_REASON = (
 
 def _utc(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, NEW_YORK_MIDNIGHT, tzinfo=UTC)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class HttpScorer:
@@ -117,67 +110,6 @@ class HttpScorer:
 
     def close(self) -> None:
         self.client.close()
-
-
-class _Server:
-    """``driftloop serve`` in a child process on a free loopback port."""
-
-    def __init__(self, project: Path, log: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "DRIFTLOOP_SERVING_CLIENT_TIME": "true",
-            "DRIFTLOOP_SERVING_POLL_INTERVAL": "50ms",
-        }
-        executable = Path(sys.executable).parent / "driftloop"
-        self.log = log.open("wb")
-        self.process = subprocess.Popen(
-            [
-                str(executable),
-                "-p",
-                str(project),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-                "--durability",
-                "strict",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BackendUnavailable(
-                    "prediction server", self.url, f"exited at start; see {log}"
-                )
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise BackendUnavailable("prediction server", self.url, f"not ready in 60 s; see {log}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.close()
 
 
 @dataclass
@@ -320,7 +252,7 @@ def run_demo(
     live.apply()
     clock = SimulatedClock(t0)
     broken: set[str] = set()
-    server: _Server | None = None
+    server: ChildServer | None = None
     scorer: HttpScorer | None = None
     try:
         with use_clock(clock):
@@ -336,7 +268,18 @@ def run_demo(
             result.seconds["setup"] = time.perf_counter() - began
 
             stage("starting the prediction server")
-            server = _Server(live_root, root / "server.log")
+            server = ChildServer(
+                live_root,
+                ["serve", "--workers", "1", "--durability", "strict", "--log-level", "warning"],
+                log=root / "server.log",
+                ready="/readyz",
+                what="prediction server",
+                # each request recorded at its simulated time; deployments seen at once
+                env={
+                    "DRIFTLOOP_SERVING_CLIENT_TIME": "true",
+                    "DRIFTLOOP_SERVING_POLL_INTERVAL": "50ms",
+                },
+            )
             scorer = HttpScorer(server.url)
             controller = _controller(live, broken)
             http = scorer
