@@ -75,7 +75,8 @@ def test_never_retraining_costs_nothing_and_its_metric_is_the_first_models(
     """The "never" policy starts no run, and its figure is the first champion's ROC AUC
     on the span's flights, computed here offline with point-in-time features."""
     never = backtest.results[0]
-    assert (never.runs, never.training_seconds) == (0, 0.0)
+    assert never.runs == 0
+    assert never.rejected + never.promoted + never.rolled_back == 0
     replica = Project(never.folder)
     flights = source.read("flights", columns=["flight_id", "origin", "carrier", "route",
                                               "departs_at", "late"])  # fmt: skip
@@ -97,10 +98,11 @@ def test_a_scheduled_policy_trains_at_its_simulated_times(backtest: Backtest) ->
     known then, and the run's timeline carries simulated times."""
     weekly = backtest.results[1]
     assert weekly.runs == 1
-    assert weekly.training_seconds > 0
     assert weekly.promoted + weekly.rejected == 1
     replica = Project(weekly.folder)
     (run,) = runs.list_runs(replica.store, "late")
+    # the cost reported is the run's recorded training time (figures: bench/backtest.py)
+    assert weekly.training_seconds == run.training_seconds
     assert run.created_at == datetime(2013, 3, 4, 5, tzinfo=UTC)
     version = replica.model_version("late", run.outputs["version"])
     assert version.created_at == run.created_at
