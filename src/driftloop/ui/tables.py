@@ -93,12 +93,7 @@ def _latest_figures(project: Project, model: str) -> dict[str, Any]:
         "requests": int(requests),
     }
     for name in ("latency.p50", "latency.p99", "error_rate"):
-        values = [
-            (m.value, m.version) for m in found.metrics if m.metric == name and m.value is not None
-        ]
-        # the version that served the window (else the first one measured)
-        chosen = [v for v, version in values if version == window.version] or [v for v, _ in values]
-        out[name] = chosen[0] if chosen else None
+        out[name] = _pick(found, name)
     for metric in _LIVE_METRICS:
         live = found.get(f"performance.{metric}")
         if live is not None and live.value is not None:
@@ -445,8 +440,13 @@ def window_series(project: Project, model: str, *, windows: int = 200) -> UiTabl
 
 
 def _pick(found: WindowMetrics, metric: str, column: str = "") -> float | None:
-    """A window's figure: the one of the version that served it, else the first."""
-    values = [m for m in found.metrics if m.metric == metric and m.column == column]
+    """A window's figure: the one of the version that served it, else the first one
+    measured."""
+    values = [
+        m
+        for m in found.metrics
+        if m.metric == metric and m.column == column and m.value is not None
+    ]
     served = [m for m in values if m.version == found.window.version]
     chosen = served or values
     return chosen[0].value if chosen else None
