@@ -26,7 +26,12 @@ from rich.table import Table
 from rich.text import Text
 
 from driftloop.core.config import CONFIG_FILE
-from driftloop.data.profile import CategoricalProfile, DatasetProfile, NumericProfile
+from driftloop.data.profile import (
+    DatasetProfile,
+    NumericProfile,
+    epoch_time,
+    profile_summary,
+)
 from driftloop.data.validation import RuleResult
 from driftloop.errors import ConfigError
 from driftloop.project import Project, find_project_root
@@ -243,12 +248,6 @@ def _fmt_value(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _epoch_us(value: float | None) -> datetime | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=round(value))
-
-
 def table(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
@@ -311,55 +310,9 @@ def failures_table(results: Iterable[RuleResult]) -> Table:
 # -- profiles -------------------------------------------------------------------------------
 
 
-def _numeric_json(p: NumericProfile) -> dict[str, Any]:
-    def conv(v: float | None) -> Any:
-        if p.kind == "timestamp":
-            when = _epoch_us(v)
-            return when.isoformat() if when else None
-        return v
-
-    return {
-        "kind": p.kind,
-        "count": p.count,
-        "nulls": p.nulls,
-        "nans": p.nans,
-        "infs": p.infs,
-        "zeros": p.zeros,
-        "min": conv(p.min),
-        "max": conv(p.max),
-        "mean": conv(p.mean),
-        "std": p.std if p.kind == "numeric" else (p.std / 1e6 if p.std is not None else None),
-        "quantiles": {q: conv(v) for q, v in p.quantiles.items()},
-        "histogram": {
-            "edges": [conv(e) for e in p.histogram.edges],
-            "counts": list(p.histogram.counts),
-        },
-    }
-
-
-def _categorical_json(p: CategoricalProfile) -> dict[str, Any]:
-    return {
-        "kind": p.kind,
-        "count": p.count,
-        "nulls": p.nulls,
-        "distinct": p.distinct,
-        "top": [{"value": v, "count": c} for v, c in p.top],
-        "other": p.other,
-        "top_error": p.top_error,
-    }
-
-
 def profile_json(profile: DatasetProfile) -> dict[str, Any]:
-    """A profile for ``--json``: statistics per column, without the merge state (sketch,
-    HyperLogLog registers). Timestamp statistics are ISO strings; their ``std`` is in
-    seconds."""
-    return {
-        "rows": profile.rows,
-        "columns": {
-            name: _numeric_json(p) if isinstance(p, NumericProfile) else _categorical_json(p)
-            for name, p in profile.columns.items()
-        },
-    }
+    """A profile for ``--json``: :func:`driftloop.data.profile.profile_summary`."""
+    return profile_summary(profile)
 
 
 def profile_table(profile: DatasetProfile) -> Table:
@@ -368,7 +321,7 @@ def profile_table(profile: DatasetProfile) -> Table:
     for name, p in profile.columns.items():
         if isinstance(p, NumericProfile):
             if p.kind == "timestamp":
-                lo, hi, mean = fmt_time(_epoch_us(p.min)), fmt_time(_epoch_us(p.max)), "-"
+                lo, hi, mean = fmt_time(epoch_time(p.min)), fmt_time(epoch_time(p.max)), "-"
             else:
                 lo, hi, mean = _fmt_number(p.min), _fmt_number(p.max), _fmt_number(p.mean)
             rows.append((name, p.kind, fmt_count(p.count), fmt_count(p.nulls), lo, hi, mean, ""))

@@ -51,6 +51,7 @@ import math
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -86,7 +87,9 @@ __all__ = [
     "NumericProfile",
     "QuantileSketch",
     "diff_profiles",
+    "epoch_time",
     "merge_profiles",
+    "profile_summary",
     "profile_table",
     "redact_values",
 ]
@@ -618,6 +621,67 @@ def _diff_categorical(a: CategoricalProfile, b: CategoricalProfile) -> dict[str,
             for v, s_old, s_new in moves[:5]
         ],
         "psi": psi,
+    }
+
+
+# --- summaries -----------------------------------------------------------------------
+
+
+def epoch_time(value: float | None) -> datetime | None:
+    """A timestamp statistic (epoch microseconds) as a UTC datetime; None stays None."""
+    if value is None or not math.isfinite(value):
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=round(value))
+
+
+def _numeric_summary(p: NumericProfile) -> dict[str, Any]:
+    def conv(v: float | None) -> Any:
+        if p.kind == "timestamp":
+            when = epoch_time(v)
+            return when.isoformat() if when else None
+        return v
+
+    return {
+        "kind": p.kind,
+        "count": p.count,
+        "nulls": p.nulls,
+        "nans": p.nans,
+        "infs": p.infs,
+        "zeros": p.zeros,
+        "min": conv(p.min),
+        "max": conv(p.max),
+        "mean": conv(p.mean),
+        "std": p.std if p.kind == "numeric" else (p.std / 1e6 if p.std is not None else None),
+        "quantiles": {q: conv(v) for q, v in p.quantiles.items()},
+        "histogram": {
+            "edges": [conv(e) for e in p.histogram.edges],
+            "counts": list(p.histogram.counts),
+        },
+    }
+
+
+def _categorical_summary(p: CategoricalProfile) -> dict[str, Any]:
+    return {
+        "kind": p.kind,
+        "count": p.count,
+        "nulls": p.nulls,
+        "distinct": p.distinct,
+        "top": [{"value": v, "count": c} for v, c in p.top],
+        "other": p.other,
+        "top_error": p.top_error,
+    }
+
+
+def profile_summary(profile: DatasetProfile) -> dict[str, Any]:
+    """The profile's statistics per column, JSON-ready and without the merge state
+    (sketch, HyperLogLog registers). Timestamp statistics are ISO strings; their ``std``
+    is in seconds."""
+    return {
+        "rows": profile.rows,
+        "columns": {
+            name: _numeric_summary(p) if isinstance(p, NumericProfile) else _categorical_summary(p)
+            for name, p in profile.columns.items()
+        },
     }
 
 
