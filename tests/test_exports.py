@@ -31,6 +31,7 @@ def test_the_public_names_are_the_ones_users_type() -> None:
         "rollout",
         "serving",
         "training",
+        "ui",
     } == set(driftloop.__all__) - {"__version__"}
 
 

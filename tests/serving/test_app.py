@@ -889,3 +889,16 @@ def test_the_server_also_serves_the_dashboard(server: Server) -> None:
         models[0]["champion"]
         == httpx.get(f"{server.url}/v1/models/{MODEL}").json()["deployment"]["champion"]
     )
+
+
+def test_the_dashboard_inside_the_server_shows_the_workers_health(server: Server) -> None:
+    """Inside `driftloop serve` the overview's server table is the worker's own
+    readiness and the versions it loaded, as /readyz and /v1/models say."""
+    (row,) = httpx.get(f"{server.url}/ui/api/server.json").json()["rows"]
+    info = httpx.get(f"{server.url}/v1/models/{MODEL}").json()
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+    assert row["status"] == "ready"
+    assert row["server"].startswith("this worker (pid ")
+    assert (row["model"], row["champion"]) == (MODEL, info["deployment"]["champion"])
+    assert row["loaded_versions"] == ", ".join(f"v{v}" for v in info["loaded"])
+    assert "Prediction server" in httpx.get(f"{server.url}/ui/").text

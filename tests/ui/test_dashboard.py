@@ -30,6 +30,7 @@ PAGES = {
     "monitoring": "/ui/models/late/monitoring",
     "runs": "/ui/runs",
     "data": "/ui/data",
+    "source": "/ui/sources/flights",
 }
 TABLES = ("models", "sources", "runs", "rollouts", "quarantine", "datasets")
 # no network beyond loopback here: Chromium's own background connections stay off
@@ -49,6 +50,7 @@ class Dashboard:
     url: str
     project: Project
     artifacts: Path
+    server: str
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +69,27 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     )
     live = folder / "live"
     project = Project(live)
+    serving = ChildServer(
+        live,
+        ["serve", "--workers", "1", "--log-level", "warning"],
+        log=folder / "serve.log",
+        ready="/readyz",
+        what="prediction server",
+    )
     server = ChildServer(
-        live, ["ui"], log=folder / "ui.log", ready="/ui/static/ui.js", what="dashboard"
+        live,
+        ["ui", "--server", serving.url],
+        log=folder / "ui.log",
+        ready="/ui/static/ui.js",
+        what="dashboard",
     )
     artifacts = Path(os.environ.get("DRIFTLOOP_UI_ARTIFACTS", folder / "screenshots"))
     artifacts.mkdir(parents=True, exist_ok=True)
     try:
-        yield Dashboard(server.url, project, artifacts)
+        yield Dashboard(server.url, project, artifacts, serving.url)
     finally:
         server.stop()
+        serving.stop()
         project.close()
 
 
@@ -93,8 +107,16 @@ def test_every_page_answers_and_every_table_exports_as_json_and_csv(
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
         assert "/ui/static/ui.js" in page.text
-    model_tables = ("versions", "aliases", "drift", "windows", "alerts", "predictions")
-    for name in (*TABLES, "alerts", *(f"models/late/{t}" for t in model_tables)):
+    model_tables = ("versions", "aliases", "drift", "windows", "alerts", "predictions", "quality")
+    dataset = dashboard.project.versions("flights")[0].id
+    for name in (
+        *TABLES,
+        "alerts",
+        "server",
+        *(f"models/late/{t}" for t in model_tables),
+        *(f"sources/flights/{t}" for t in ("profile", "versions", "quarantine")),
+        *(f"datasets/{dataset}/{t}" for t in ("profile", "users")),
+    ):
         body = _json(dashboard, f"/ui/api/{name}.json")
         exported = httpx.get(f"{dashboard.url}/ui/api/{name}.csv", timeout=30)
         assert exported.headers["content-type"].startswith("text/csv")
@@ -115,14 +137,103 @@ def test_the_overview_says_what_the_api_says(dashboard: Dashboard) -> None:
     scheduled = datetime.fromisoformat(late["next_scheduled"])
     assert (scheduled.day, scheduled.hour, scheduled.minute) == (1, 5, 0)
     assert scheduled > datetime.now(UTC)
+    firing = {a.severity for a in project.alerts("late", status="firing")}
+    expected = "critical" if "critical" in firing else "warning" if "warning" in firing else "ok"
+    assert late["health"] == expected
     sources = {r["source"]: r for r in _json(dashboard, "/ui/api/sources.json")["rows"]}
     assert sources["flights"]["rows"] == project.read("flights").num_rows
     assert sources["flights"]["quarantined"] == 1
+    # the flights contracts have no max_age: freshness is not judged
+    assert {(r["freshness"], r["max_age"]) for r in sources.values()} == {("no rule", None)}
     runs = _json(dashboard, "/ui/api/runs.json")["rows"]
     assert [r["state"] for r in runs] == ["promoted"]
     versions = _json(dashboard, "/ui/api/models/late/versions.json")["rows"]
     assert [v["version"] for v in versions] == [2, 1]
     assert [v["verdict"] for v in versions] == ["pass", "pass"]
+
+
+def test_the_overview_shows_the_prediction_servers_health(dashboard: Dashboard) -> None:
+    """`driftloop ui --server URL` asks that server's /readyz and /v1/models."""
+    (row,) = _json(dashboard, "/ui/api/server.json")["rows"]
+    info = httpx.get(f"{dashboard.server}/v1/models/late", timeout=30).json()
+    assert (row["server"], row["status"], row["reasons"]) == (dashboard.server, "ready", "")
+    assert (row["model"], row["champion"]) == ("late", info["deployment"]["champion"])
+    assert row["loaded_versions"] == ", ".join(f"v{v}" for v in info["loaded"])
+
+
+def test_the_timeline_draws_every_version_each_alias_and_role_held(dashboard: Dashboard) -> None:
+    """The model page draws a bar per (alias, version) of the alias history, and per
+    version the deployment made canary or shadow."""
+    import re
+
+    project = dashboard.project
+    page = httpx.get(f"{dashboard.url}/ui/models/late", timeout=30).text
+    drawn = set(re.findall(r'data-alias="([a-z]+)" data-version="(\d+)"', page))
+    held = {(m.alias, str(m.to_version)) for m in project.alias_history("late") if m.to_version}
+    for change in project.deployment_history("late"):
+        for role in ("canary", "shadow"):
+            version = getattr(change.state, role)
+            if version is not None:
+                held.add((role, str(version)))
+    assert drawn == held
+    assert {("champion", "2"), ("shadow", "2"), ("canary", "2")} <= drawn
+
+
+def test_the_data_quality_table_holds_the_latest_windows_figures(dashboard: Dashboard) -> None:
+    """Each column's null rate is the latest window's; problems are counted over the
+    windows shown."""
+    project = dashboard.project
+    windows = project.monitoring_windows("late", limit=30)
+    latest = windows[-1]
+    rows = {r["column"]: r for r in _json(dashboard, "/ui/api/models/late/quality.json")["rows"]}
+    nulls = {m.column: m.value for m in latest.metrics if m.metric == "quality.null_rate"}
+    assert nulls
+    assert {c: rows[c]["null_rate"] for c in nulls} == nulls
+    assert {r["windows"] for r in rows.values()} == {len(windows)}
+    missing = latest.get("quality.missing_rate")
+    assert missing is not None
+    assert rows["(all)"]["missing_inputs"] == missing.value
+
+
+def test_a_source_page_shows_its_profile_over_every_batch(dashboard: Dashboard) -> None:
+    """The source's profile table is its merged profile: one row per column, the same
+    counts and ranges; the page draws the distributions."""
+    project = dashboard.project
+    profile = project.profile("flights")
+    rows = {
+        r["column"]: r for r in _json(dashboard, "/ui/api/sources/flights/profile.json")["rows"]
+    }
+    assert set(rows) == set(profile.columns)
+    distance = profile.columns["distance"]
+    assert (rows["distance"]["count"], rows["distance"]["min"], rows["distance"]["max"]) == (
+        distance.count,
+        distance.min,
+        distance.max,
+    )
+    page = httpx.get(f"{dashboard.url}/ui/sources/flights", timeout=30).text
+    assert "Distributions" in page
+    assert 'aria-label="distance"' in page
+    versions = _json(dashboard, "/ui/api/sources/flights/versions.json")["rows"]
+    assert len(versions) == len(project.versions("flights"))
+
+
+def test_a_prediction_is_found_without_its_time(dashboard: Dashboard) -> None:
+    """A prediction's lineage opens from its request id alone (the log read a week at a
+    time, newest first)."""
+    (newest, *_) = _json(dashboard, "/ui/api/models/late/predictions.json")["rows"]
+    page = httpx.get(f"{dashboard.url}/ui/predictions/late/{newest['request_id']}", timeout=30)
+    assert page.status_code == 200
+    assert f'data-id="request:{newest["request_id"]}"' in page.text
+    assert f'data-id="late:v{newest["version"]}"' in page.text
+
+
+def test_a_window_report_opens_inside_the_dashboard(dashboard: Dashboard) -> None:
+    last = dashboard.project.monitoring_windows("late", limit=1)[-1]
+    page = httpx.get(f"{dashboard.url}/ui/models/late/windows/{last.window.id}", timeout=30)
+    assert page.status_code == 200
+    assert "/ui/static/ui.css" in page.text
+    assert "Distributions" in page.text
+    assert "Data quality" in page.text
 
 
 def test_the_monitoring_tables_hold_every_window_column_and_alert(dashboard: Dashboard) -> None:
@@ -222,6 +333,11 @@ def test_a_fragment_request_gets_only_the_main_part(dashboard: Dashboard) -> Non
         ("GET", "/ui/api/rollouts/1/nothing.json", None, 404, "not_found"),
         ("GET", "/ui/api/nothing.json", None, 404, "not_found"),
         ("GET", "/ui/api/models.xml", None, 404, "not_found"),
+        ("GET", "/ui/sources/nowhere", None, 404, "not_found"),
+        ("GET", "/ui/api/sources/nowhere/profile.json", None, 404, "not_found"),
+        ("GET", "/ui/api/sources/flights/nothing.json", None, 404, "not_found"),
+        ("GET", "/ui/api/models/late/nothing.json", None, 404, "not_found"),
+        ("GET", "/ui/api/datasets/0000000000/profile.json", None, 404, "not_found"),
         ("POST", "/ui/models/late/rollback", {"confirm": "yes"}, 400, "input_error"),
         ("POST", "/ui/models/nobody/rollback", {"confirm": "nobody"}, 404, "not_found"),
         ("POST", "/ui/rollouts/999/abort", {"confirm": "999"}, 404, "not_found"),
@@ -272,7 +388,7 @@ def test_each_page_renders_in_chromium_from_the_package_alone(
     for name, path in PAGES.items():
         page.goto(dashboard.url + path)
         page.wait_for_selector("main h1")
-        page.screenshot(path=str(dashboard.artifacts / f"dashboard-{name}.png"))
+        page.screenshot(path=str(dashboard.artifacts / f"dashboard-{name}.png"), full_page=True)
     (run,) = dashboard.project.pipeline_runs("late")
     page.goto(f"{dashboard.url}/ui/runs/{run.id}")
     page.wait_for_selector("main h1")
@@ -280,7 +396,7 @@ def test_each_page_renders_in_chromium_from_the_package_alone(
     assert asked
     assert all(url.startswith(dashboard.url) for url in asked), asked
     page.goto(dashboard.url + "/ui/")
-    champion = page.locator('section[data-table="models"] tbody tr td').nth(1)
+    champion = page.locator('section[data-table="models"] tbody tr td').nth(2)
     assert champion.inner_text() == str(dashboard.project.model_aliases("late")["champion"])
 
 

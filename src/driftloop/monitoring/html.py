@@ -41,7 +41,7 @@ from driftloop.evaluation.html import (
 )
 from driftloop.monitoring.series import MetricValue, WindowMetrics
 
-__all__ = ["histogram_anchors", "window_report", "write_window_report"]
+__all__ = ["histogram_anchors", "window_fragment", "window_report", "write_window_report"]
 
 _TO = " \N{EN DASH} "
 _REFERENCE, _CURRENT = "#94a3b8", "#2563eb"
@@ -494,14 +494,14 @@ def _operations(found: WindowMetrics) -> str:
 # ---------------------------------------------------------------- the page
 
 
-def window_report(window: WindowMetrics, *, title: str | None = None) -> str:
-    """``window`` and its figures as one self-contained HTML page; ``title`` replaces
-    the heading "Monitoring of <model>"."""
+def window_fragment(window: WindowMetrics, *, title: str | None = None) -> str:
+    """The report's body (HTML without the page around it, as the dashboard embeds it):
+    the heading, summary, drift table, histograms, quality, performance, operations."""
     w = window.window
     heading = title or f"Monitoring of {w.model}"
     rows, drifted = _drift(window)
     anchors = _anchors(m.column for m in rows if isinstance(_details(m).get("histogram"), Mapping))
-    body = "\n".join(
+    return "\n".join(
         part
         for part in (
             _header(window, heading),
@@ -514,8 +514,14 @@ def window_report(window: WindowMetrics, *, title: str | None = None) -> str:
         )
         if part
     )
+
+
+def window_report(window: WindowMetrics, *, title: str | None = None) -> str:
+    """``window`` and its figures as one self-contained HTML page; ``title`` replaces
+    the heading "Monitoring of <model>"."""
+    w = window.window
     page_title = title or f"{w.model}: {_utc(w.start)}{_TO}{_utc(w.end)} UTC"
-    return html_page(page_title, body)
+    return html_page(page_title, window_fragment(window, title=title))
 
 
 def write_window_report(window: WindowMetrics, path: Path) -> Path:

@@ -16,6 +16,7 @@ Errors are JSON bodies with the status of the :mod:`driftloop.errors` exception.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -28,7 +29,8 @@ from starlette.routing import BaseRoute, Route
 
 from driftloop.errors import DriftloopError, InputError, NotFoundError
 from driftloop.ui import pages, tables
-from driftloop.ui.charts import time_chart
+from driftloop.ui.charts import alias_timeline, histogram_chart, time_chart
+from driftloop.ui.health import HealthProbe, health_table
 from driftloop.ui.pages import layout, lever, render_table
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ __all__ = ["ui_routes"]
 
 _REFRESH_SECONDS = 5
 _RUN_LINKS: dict[str, pages.Link] = {"run": "/ui/runs/{value}", "model": "/ui/models/{value}"}
+_SOURCE_LINKS: dict[str, pages.Link] = {"source": "/ui/sources/{value}"}
 
 
 def _error(exc: DriftloopError) -> JSONResponse:
@@ -103,6 +106,95 @@ def _metric_charts(project: Project, model: str, versions: tables.UiTable) -> st
     return f"<section><h2>Metric over time</h2>{''.join(parts)}</section>" if parts else ""
 
 
+def _serving_moves(project: Project, model: str) -> list[Any]:
+    """Every change of what served the model, oldest first: the registry's alias moves
+    and the deployment's canary and shadow, as ``(at, alias, to_version)`` moves."""
+    from types import SimpleNamespace
+
+    moves: list[Any] = list(project.alias_history(model))
+    canary = shadow = None
+    for change in project.deployment_history(model):
+        state = change.state
+        if state.canary != canary:
+            moves.append(SimpleNamespace(at=change.at, alias="canary", to_version=state.canary))
+            canary = state.canary
+        if state.shadow != shadow:
+            moves.append(SimpleNamespace(at=change.at, alias="shadow", to_version=state.shadow))
+            shadow = state.shadow
+    return sorted(moves, key=lambda m: m.at)
+
+
+def _served_until(project: Project, model: str, moves: list[Any]) -> datetime:
+    """Where the timeline ends: the model's latest known activity (a move, the end of
+    its latest monitoring window, the last day of its prediction log), not past now."""
+    from datetime import UTC, timedelta
+
+    from driftloop.core import clock
+
+    now = clock.now()
+    ends = [m.at for m in moves]
+    windows = project.monitoring_windows(model, limit=1)
+    if windows:
+        ends.append(windows[-1].window.end)
+    days = tables.log_days(project, model)
+    if days:
+        last = days[-1]
+        ends.append(datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1))
+    return min(max(ends), now) if ends else now
+
+
+def _alias_section(project: Project, model: str) -> str:
+    """Which version served when: the aliases' and deployment's timeline, then the
+    alias moves as a table."""
+    moves = _serving_moves(project, model)
+    chart = alias_timeline(moves, _served_until(project, model, moves))
+    table = render_table(tables.alias_history(project, model), f"/ui/api/models/{model}/aliases")
+    return f'<section class="aliases"><h2>Which version served when</h2>{chart}</section>{table}'
+
+
+_MAX_CHARTED_DISTINCT = 1000
+"""A categorical column with more distinct values (an identifier) gets no chart."""
+
+
+def _profile_charts(profile: Any) -> str:
+    """A histogram per numeric or time column, and the most frequent values of each
+    categorical one (but identifiers), from a dataset profile."""
+    from driftloop.data.profile import profile_summary
+
+    if profile is None:
+        return ""
+    charts = []
+    for column, p in profile_summary(profile)["columns"].items():
+        if "histogram" in p:
+            edges, counts = p["histogram"]["edges"], p["histogram"]["counts"]
+            if len(edges) != len(counts) + 1:
+                continue
+            labels = [f"{_edge(lo)} to {_edge(hi)}" for lo, hi in itertools.pairwise(edges)]
+            ends = (_edge(edges[0], short=True), _edge(edges[-1], short=True))
+            charts.append(histogram_chart(column, labels, counts, ends=ends))
+        elif p.get("top") and p.get("distinct", 0) <= _MAX_CHARTED_DISTINCT:
+            top = p["top"][:12]
+            charts.append(
+                histogram_chart(
+                    f"{column} (most frequent)",
+                    [str(t["value"]) for t in top],
+                    [int(t["count"]) for t in top],
+                )
+            )
+    if not charts:
+        return ""
+    return f"<section><h2>Distributions</h2>{''.join(charts)}</section>"
+
+
+def _edge(value: Any, *, short: bool = False) -> str:
+    """A bin edge: a number to 4 digits, a time (ISO text) to the minute, or only its
+    day when ``short``."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = str(value).replace("T", " ")
+    return text[:10] if short else text[:16]
+
+
 def _alert_link(model: str) -> Callable[[dict[str, Any]], str | None]:
     """An alert's link: its last window's report, at the histogram of its column."""
     from driftloop.monitoring.html import histogram_anchors
@@ -118,11 +210,32 @@ def _alert_link(model: str) -> Callable[[dict[str, Any]], str | None]:
     return link
 
 
+_DAYS_PER_READ = 7
+"""Without its time, a prediction is looked for a week of the log at a time, newest
+first: a recent request is found after one small read, not a scan of the whole log."""
+
+
+def _log_spans(project: Project, model: str) -> list[tuple[datetime, datetime]]:
+    """The log's days as ``(since, until)`` spans of :data:`_DAYS_PER_READ` days,
+    newest first."""
+    from datetime import UTC, timedelta
+
+    days = tables.log_days(project, model)
+    spans = []
+    for i in range(len(days), 0, -_DAYS_PER_READ):
+        first, last = days[max(0, i - _DAYS_PER_READ)], days[i - 1]
+        since = datetime(first.year, first.month, first.day, tzinfo=UTC)
+        until = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+        spans.append((since, until))
+    return spans
+
+
 def _find_prediction(
     project: Project, model: str, request_id: str, around: str | None = None
 ) -> dict[str, Any]:
     """The served record of one request (the champion's or canary's answer); with
-    ``around`` (its time, ISO 8601) only the log's hour around it is read."""
+    ``around`` (its time, ISO 8601) only the log's hour around it is read, without it
+    the log a week at a time, newest first."""
     from datetime import timedelta
 
     import pyarrow as pa
@@ -131,7 +244,6 @@ def _find_prediction(
     from driftloop.serving.predictionlog import read_log
 
     project.model_aliases(model)  # an unknown model: NotFoundError
-    since = until = None
     if around:
         try:
             at = datetime.fromisoformat(around)
@@ -139,23 +251,24 @@ def _find_prediction(
             raise InputError(f"at={around!r} is not an ISO 8601 time", field="at") from None
         if at.tzinfo is None:
             raise InputError(f"at={around!r} has no time zone", field="at")
-        since, until = at - timedelta(hours=1), at + timedelta(hours=1)
-    found = read_log(
-        project.config.serving.predictions,
-        model,
-        since=since,
-        until=until,
-        request_id=request_id,
-    )
-    if found.num_rows == 0 or "request_id" not in found.column_names:
-        raise NotFoundError("prediction", request_id)
-    served = found.filter(pc.is_in(found.column("role"), pa.array(["champion", "canary"])))
-    row: dict[str, Any] = (served if served.num_rows else found).slice(0, 1).to_pylist()[0]
-    return row
+        spans = [(at - timedelta(hours=1), at + timedelta(hours=1))]
+    else:
+        spans = _log_spans(project, model)
+    root = project.config.serving.predictions
+    for since, until in spans:
+        found = read_log(root, model, since=since, until=until, request_id=request_id)
+        if found.num_rows and "request_id" in found.column_names:
+            served = found.filter(pc.is_in(found.column("role"), pa.array(["champion", "canary"])))
+            row: dict[str, Any] = (served if served.num_rows else found).slice(0, 1).to_pylist()[0]
+            return row
+    raise NotFoundError("prediction", request_id)
 
 
-def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
-    """The dashboard's routes over the project ``get_project()`` returns."""
+def ui_routes(
+    get_project: Callable[[], Project], health: HealthProbe | None = None
+) -> list[BaseRoute]:
+    """The dashboard's routes over the project ``get_project()`` returns; ``health``
+    tells the prediction server's health (the overview shows it when given)."""
 
     def guarded(handler: Callable[[Request, Project], Response]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
@@ -175,7 +288,8 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
                 "/ui/api/models",
                 links={"model": "/ui/models/{value}", "last_run": "/ui/runs/{value}"},
             )
-            + render_table(tables.sources(project), "/ui/api/sources")
+            + render_table(tables.sources(project), "/ui/api/sources", links=_SOURCE_LINKS)
+            + (render_table(health_table(health()), "/ui/api/server") if health else "")
             + render_table(
                 tables.pipeline_runs(project, limit=10), "/ui/api/runs", links=_RUN_LINKS
             )
@@ -240,7 +354,7 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
                 f"/ui/api/models/{model}/predictions",
                 links={"request_id": _prediction_link(model)},
             )
-            + render_table(tables.alias_history(project, model), f"/ui/api/models/{model}/aliases")
+            + _alias_section(project, model)
             + render_table(tables.rollouts(project, model), "/ui/api/rollouts", links=_RUN_LINKS)
             + render_table(tables.pipeline_runs(project, model), "/ui/api/runs", links=_RUN_LINKS)
         )
@@ -284,6 +398,7 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
                 ("share of drifted columns", "drift_share"),
                 ("latency p99 (ms)", "latency_p99_ms"),
                 ("error rate", "error_rate"),
+                ("prediction drift (statistic)", "prediction_drift"),
                 ("live ROC AUC", "roc_auc"),
             )
         )
@@ -293,6 +408,7 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
             f'<p><a href="/ui/models/{pages._e(model)}">versions, runs and rollouts</a></p>'
             + f"<section><h2>Over the windows</h2>{charts}</section>"
             + pages.heatmap(heat, model, f"/ui/api/models/{model}/drift")
+            + render_table(tables.data_quality(project, model), f"/ui/api/models/{model}/quality")
             + render_table(
                 alert_table,
                 f"/ui/api/models/{model}/alerts",
@@ -310,14 +426,19 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         """One window's report: drift table, histograms reference vs current, quality,
         performance, operations (the monitoring report, as written to disk)."""
         from driftloop.monitoring import series as series_mod
-        from driftloop.monitoring.html import window_report
+        from driftloop.monitoring.html import window_fragment
 
         model, window_id = request.path_params["model"], request.path_params["window"]
         window = series_mod.get_window(project.store, window_id)
         if window is None or window.model != model:
             raise NotFoundError("monitoring window", f"{model}/{window_id}")
         (found,) = series_mod.metrics_of(project.store, [window])
-        return HTMLResponse(window_report(found))
+        back = (
+            f'<p><a href="/ui/models/{pages._e(model)}/monitoring">all windows of '
+            f"{pages._e(model)}</a></p>"
+        )
+        main = back + f'<div class="report">{window_fragment(found)}</div>'
+        return _page(request, project, f"{model} window {window_id}", "", main)
 
     def run_page(request: Request, project: Project) -> Response:
         """A pipeline run: its trigger's evidence, its timeline, the evaluation report and
@@ -361,7 +482,7 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
                 report = None
             if report is not None:
                 parts.append(
-                    f"<section><h2>Evaluation of v{int(version)}</h2>"
+                    f'<section class="report"><h2>Evaluation of v{int(version)}</h2>'
                     f"{report_fragment(report, heading_level=3)}</section>"
                 )
         rollout_id = run.outputs.get("rollout")
@@ -452,12 +573,74 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
                 f"/ui/api/datasets/{dataset.id}/users",
                 links={"version": lambda row: f"/ui/lineage/{row['model']}/{row['version']}"},
             )
+            + render_table(
+                tables.column_profiles(f"dataset-{dataset.id[:12]}", dataset.profile),
+                f"/ui/api/datasets/{dataset.id}/profile",
+            )
+            + _profile_charts(dataset.profile)
         )
         return _page(request, project, "dataset version", "/ui/data", main)
 
     def dataset_api(request: Request, project: Project) -> Response:
         dataset = project.version(request.path_params["dataset"])
-        return _export(tables.dataset_users(project, dataset.id), request.path_params["fmt"])
+        kind, fmt = request.path_params["kind"], request.path_params["fmt"]
+        if kind == "users":
+            return _export(tables.dataset_users(project, dataset.id), fmt)
+        if kind == "profile":
+            return _export(
+                tables.column_profiles(f"dataset-{dataset.id[:12]}", dataset.profile), fmt
+            )
+        raise NotFoundError("dataset table", kind, known=["profile", "users"])
+
+    def source_page(request: Request, project: Project) -> Response:
+        """A source: its contract's freshness rule, its profile over every batch, its
+        latest dataset versions and what it has in quarantine."""
+        source = request.path_params["source"]
+        rows = tables.sources(project).records()
+        fresh = next((r for r in rows if r["source"] == source), None)
+        if fresh is None:
+            raise NotFoundError("source", source, known=[r["source"] for r in rows])
+        profile = project.profile(source)
+        facts = [
+            ("contract version", fresh["contract_version"]),
+            ("dataset versions", fresh["versions"]),
+            ("rows", f"{fresh['rows']:,}"),
+            ("newest event", fresh["newest_event"] or "-"),
+            ("freshness", f"{fresh['freshness']} (age {fresh['age'] or '-'}, "
+                          f"max_age {fresh['max_age'] or 'none'})"),
+        ]  # fmt: skip
+        main = (
+            f"<h1>Source {pages._e(source)}</h1><section><table>"
+            + "".join(f"<tr><th>{k}</th><td>{pages._e(v)}</td></tr>" for k, v in facts)
+            + "</table></section>"
+            + render_table(
+                tables.column_profiles(source, profile), f"/ui/api/sources/{source}/profile"
+            )
+            + _profile_charts(profile)
+            + render_table(
+                tables.dataset_versions(project, source=source),
+                f"/ui/api/sources/{source}/versions",
+                links={"dataset": "/ui/datasets/{value}"},
+            )
+            + render_table(
+                tables.quarantine(project, source=source),
+                f"/ui/api/sources/{source}/quarantine",
+                links={"entry": "/ui/quarantine/{value}"},
+            )
+        )
+        return _page(request, project, f"source {source}", "/ui/data", main)
+
+    def source_api(request: Request, project: Project) -> Response:
+        source, kind = request.path_params["source"], request.path_params["kind"]
+        fmt = request.path_params["fmt"]
+        if kind == "profile":
+            return _export(tables.column_profiles(source, project.profile(source)), fmt)
+        if kind == "versions":
+            return _export(tables.dataset_versions(project, source=source), fmt)
+        if kind == "quarantine":
+            project.contract(source)  # an unknown source: NotFoundError
+            return _export(tables.quarantine(project, source=source), fmt)
+        raise NotFoundError("source table", kind, known=["profile", "quarantine", "versions"])
 
     def quarantine_page(request: Request, project: Project) -> Response:
         """A quarantined batch: where it came from and every rule it failed."""
@@ -492,10 +675,15 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         )
         return _page(request, project, "Runs", "/ui/runs", main)
 
+    def server_api(request: Request, project: Project) -> Response:
+        if health is None:
+            raise NotFoundError("prediction server", "(this dashboard was given none)")
+        return _export(health_table(health()), request.path_params["fmt"])
+
     def data_page(request: Request, project: Project) -> Response:
         main = (
             "<h1>Data</h1>"
-            + render_table(tables.sources(project), "/ui/api/sources")
+            + render_table(tables.sources(project), "/ui/api/sources", links=_SOURCE_LINKS)
             + render_table(
                 tables.quarantine(project),
                 "/ui/api/quarantine",
@@ -538,13 +726,15 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
             return _export(tables.drift_heatmap(project, model).table, fmt)
         if kind == "windows":
             return _export(tables.window_series(project, model), fmt)
+        if kind == "quality":
+            return _export(tables.data_quality(project, model), fmt)
         if kind == "alerts":
             project.model_aliases(model)  # an unknown model: 404
             return _export(tables.alerts(project, model), fmt)
         raise NotFoundError(
             "model table",
             kind,
-            known=["alerts", "aliases", "drift", "predictions", "versions", "windows"],
+            known=["alerts", "aliases", "drift", "predictions", "quality", "versions", "windows"],
         )
 
     def run_api(request: Request, project: Project) -> Response:
@@ -636,7 +826,10 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
         Route("/ui/datasets/{dataset}", guarded(dataset_page), methods=["GET"]),
         Route("/ui/quarantine/{entry}", guarded(quarantine_page), methods=["GET"]),
         Route("/ui/api/quarantine/{entry}/report.{fmt}", guarded(quarantine_api), methods=["GET"]),
-        Route("/ui/api/datasets/{dataset}/users.{fmt}", guarded(dataset_api), methods=["GET"]),
+        Route("/ui/api/datasets/{dataset}/{kind}.{fmt}", guarded(dataset_api), methods=["GET"]),
+        Route("/ui/sources/{source}", guarded(source_page), methods=["GET"]),
+        Route("/ui/api/sources/{source}/{kind}.{fmt}", guarded(source_api), methods=["GET"]),
+        Route("/ui/api/server.{fmt}", guarded(server_api), methods=["GET"]),
         Route("/ui/api/lineage/{model}/{version:int}.{fmt}", guarded(lineage_api), methods=["GET"]),
         Route("/ui/runs/{run}", guarded(run_page), methods=["GET"]),
         Route("/ui/api/runs/{run}/timeline.{fmt}", guarded(run_api), methods=["GET"]),
@@ -653,11 +846,11 @@ def ui_routes(get_project: Callable[[], Project]) -> list[BaseRoute]:
     ]
 
 
-def ui_app(project: Project) -> Any:
+def ui_app(project: Project, *, health: HealthProbe | None = None) -> Any:
     """The dashboard alone, as a Starlette app (``driftloop ui``)."""
     from starlette.applications import Starlette
 
-    return Starlette(routes=ui_routes(lambda: project))
+    return Starlette(routes=ui_routes(lambda: project, health))
 
 
 def create_app_from_env() -> Any:
@@ -665,8 +858,9 @@ def create_app_from_env() -> Any:
     server of :func:`driftloop.serving.app.create_app_from_env` with the dashboard
     under ``/ui``, reading the same project."""
     from driftloop.serving.app import create_app_from_env as serving_app
+    from driftloop.ui.health import engine_probe
 
     app = serving_app()
     engine = app.state.engine
-    app.router.routes.extend(ui_routes(lambda: engine.project))
+    app.router.routes.extend(ui_routes(lambda: engine.project, engine_probe(engine)))
     return app

@@ -52,9 +52,10 @@ th { color: var(--muted); font-weight: 600; font-size: 12px; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .exports { float: right; font-size: 12px; margin-top: 1.7rem; }
 .exports a { color: var(--accent); margin-left: .6rem; }
-.state-promoted, .state-successful, .state-firing-0 { color: #15803d; }
-.state-rejected, .state-rolled_back, .state-failed, .state-firing { color: #b91c1c; }
-.state-paused, .state-inconclusive { color: #b45309; }
+.state-promoted, .state-successful, .state-ok, .state-fresh, .state-ready { color: #15803d; }
+.state-rejected, .state-rolled_back, .state-failed, .state-firing, .state-critical,
+.state-stale, .state-unreachable, .state-not { color: #b91c1c; }
+.state-paused, .state-inconclusive, .state-warning { color: #b45309; }
 .muted { color: var(--muted); }
 form.lever { display: inline; }
 button { font: inherit; padding: .2rem .7rem; border: 1px solid #b91c1c; color: #b91c1c;
@@ -72,6 +73,21 @@ section.lineage { display: flex; gap: .8rem; align-items: flex-start; padding: 1
         border-radius: 4px; padding: .3rem .5rem; margin-bottom: .4rem; font-size: 12px;
         overflow-wrap: anywhere; }
 footer { color: var(--muted); font-size: 12px; padding: 0 1.2rem 1rem; }
+.report { background: #fff; border: 1px solid var(--line); border-radius: 6px;
+          padding: .2rem 1rem 1rem; margin-bottom: 1rem; overflow-x: auto; }
+.report table { width: auto; margin: .4rem 0 .8rem; }
+.report th, .report td { white-space: normal; border: 1px solid var(--line); }
+.report .meta, .report .note { color: var(--muted); }
+.report .charts { display: flex; flex-wrap: wrap; gap: 1rem; }
+.report figure { margin: 0; padding: .5rem; border: 1px solid var(--line); border-radius: 6px; }
+.report svg text { font: 11px system-ui, sans-serif; fill: #334155; }
+.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff;
+         font-weight: 700; font-size: 12px; }
+.pass { background: #15803d; } .fail { background: #b91c1c; } .skip { background: #64748b; }
+.verdict { display: flex; align-items: center; gap: 14px; padding: .6rem 1rem; margin: .5rem 0;
+           border: 1px solid var(--line); border-radius: 6px; }
+.better { color: #15803d; font-weight: 600; } .worse { color: #b91c1c; font-weight: 600; }
+tr.too-small td { color: #94a3b8; }
 """
 
 SCRIPT = """
@@ -142,7 +158,7 @@ def render_table(
     export: str,
     *,
     links: dict[str, Link] | None = None,
-    states: Sequence[str] = ("state", "last_run_state", "status"),
+    states: Sequence[str] = ("state", "last_run_state", "status", "health", "freshness"),
 ) -> str:
     """A section with the table and its JSON and CSV export links; ``links`` maps a
     column to the URL its cells link to: a template (``{value}`` replaced by the cell)

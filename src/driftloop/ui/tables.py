@@ -12,10 +12,11 @@ import csv
 import io
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from driftloop.data.profile import DatasetProfile
     from driftloop.monitoring.series import WindowMetrics
     from driftloop.project import Project
 
@@ -24,6 +25,8 @@ __all__ = [
     "UiTable",
     "alerts",
     "alias_history",
+    "column_profiles",
+    "data_quality",
     "drift_heatmap",
     "model_overview",
     "model_versions",
@@ -129,6 +132,7 @@ def model_overview(project: Project) -> UiTable:
         "models",
         [
             "model",
+            "health",
             "champion",
             "canary",
             "canary_weight",
@@ -147,17 +151,28 @@ def model_overview(project: Project) -> UiTable:
         title="Models",
     )
     deployments = {d.model: d for d in project.deployments()}
-    firing: dict[str, int] = {}
+    firing: dict[str, list[str]] = {}
     for alert in project.alerts(status="firing", limit=1000):
-        firing[alert.model] = firing.get(alert.model, 0) + 1
+        firing.setdefault(alert.model, []).append(alert.severity)
+    paused = {r.model for r in project.rollouts(state="paused")}
     for registered in project.models():
         name = registered.name
         d = deployments.get(name)
         figures = _latest_figures(project, name)
         last = project.pipeline_runs(name, limit=1)
+        severities = firing.get(name, [])
+        if "critical" in severities:
+            health = "critical"
+        elif "warning" in severities or name in paused or (last and last[0].state == "failed"):
+            health = "warning"
+        elif d is None or d.champion is None:
+            health = "not serving"
+        else:
+            health = "ok"
         table.rows.append(
             [
                 name,
+                health,
                 d.champion if d else None,
                 d.canary if d else None,
                 d.canary_weight if d and d.canary is not None else None,
@@ -167,7 +182,7 @@ def model_overview(project: Project) -> UiTable:
                 figures.get("latency.p99"),
                 figures.get("error_rate"),
                 figures.get("live_metric"),
-                firing.get(name, 0),
+                len(severities),
                 last[0].id if last else None,
                 last[0].state if last else None,
                 _next_scheduled(project, name),
@@ -177,8 +192,32 @@ def model_overview(project: Project) -> UiTable:
     return table
 
 
+def _age(value: timedelta) -> str:
+    """A duration in its two largest units: ``"412d 3h"``, ``"5h 12m"``, ``"42s"``.
+
+    >>> _age(timedelta(days=2, hours=3, minutes=4)), _age(timedelta(seconds=42.5))
+    ('2d 3h', '42s')
+    """
+    seconds = int(value.total_seconds())
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+        if len(parts) == 2:
+            break
+    return sign + " ".join(parts)
+
+
 def sources(project: Project) -> UiTable:
-    """Each source with its latest batch and data freshness."""
+    """Each source with its latest batch and its data freshness against the contract's
+    ``max_age`` rule: ``fresh`` when the newest event is younger than it, ``stale`` when
+    older, ``no rule`` when the contract has none."""
+    from driftloop.core import clock
+    from driftloop.data.contract import format_duration
+
     table = UiTable(
         "sources",
         [
@@ -188,13 +227,29 @@ def sources(project: Project) -> UiTable:
             "rows",
             "latest_at",
             "newest_event",
+            "age",
+            "max_age",
+            "freshness",
             "quarantined",
         ],
         title="Data freshness",
     )
+    now = clock.now()
+    held: dict[str, int] = {}
+    for entry in project.quarantined():
+        held[entry.source] = held.get(entry.source, 0) + 1
     for state in project.sources():
         versions = project.versions(state.name)
         events = [v.event_max for v in versions if v.event_max is not None]
+        newest = max(events) if events else None
+        max_age = state.contract.batch.max_age
+        age = now - newest if newest is not None else None
+        if max_age is None:
+            freshness = "no rule"
+        elif age is None:
+            freshness = "no data"
+        else:
+            freshness = "fresh" if age <= max_age else "stale"
         table.rows.append(
             [
                 state.name,
@@ -202,8 +257,11 @@ def sources(project: Project) -> UiTable:
                 len(versions),
                 sum(v.rows for v in versions),
                 versions[-1].created_at if versions else None,
-                max(events) if events else None,
-                len(project.quarantined(state.name)),
+                newest,
+                _age(age) if age is not None else None,
+                format_duration(max_age) if max_age is not None else None,
+                freshness,
+                held.get(state.name, 0),
             ]
         )
     return table
@@ -322,14 +380,14 @@ def rollouts(project: Project, model: str | None = None, *, limit: int = 100) ->
     return table
 
 
-def quarantine(project: Project, *, limit: int = 100) -> UiTable:
-    """Rejected batches kept in quarantine, newest first."""
+def quarantine(project: Project, *, source: str | None = None, limit: int = 100) -> UiTable:
+    """Rejected batches kept in quarantine (of one source, or all), newest first."""
     table = UiTable(
         "quarantine",
         ["entry", "source", "status", "created_at", "bytes", "failed_rules"],
         title="Quarantine",
     )
-    for q in project.quarantined()[:limit]:
+    for q in project.quarantined(source)[:limit]:
         report = q.validation
         failed = len(report.failures) if report is not None else None
         table.rows.append([q.id, q.source, q.status, q.created_at, q.bytes, failed])
@@ -387,6 +445,7 @@ def window_series(project: Project, model: str, *, windows: int = 200) -> UiTabl
             "latency_p50_ms",
             "latency_p99_ms",
             "error_rate",
+            "prediction_drift",
             "labelled",
             "roc_auc",
         ],
@@ -420,7 +479,13 @@ def window_series(project: Project, model: str, *, windows: int = 200) -> UiTabl
             m.c.version.label("metric_version"),
         )
         .join(m, m.c.window_id == t.c.id)
-        .where(t.c.id.in_(latest), m.c.column == "", m.c.metric.in_(list(names)))
+        .where(
+            t.c.id.in_(latest),
+            sa.or_(
+                sa.and_(m.c.column == "", m.c.metric.in_(list(names))),
+                sa.and_(m.c.column == "prediction", m.c.metric == "drift.value"),
+            ),
+        )
         .order_by(t.c.end, t.c.id)
     )
     with project.store.connect() as conn:
@@ -429,13 +494,74 @@ def window_series(project: Project, model: str, *, windows: int = 200) -> UiTabl
     for r in found:
         row = rows.setdefault(r.id, {"window": r.id, "start": r.start, "end": r.end,
                                      "rows": r.rows})  # fmt: skip
-        key = names[r.metric]
+        key = "prediction_drift" if r.metric == "drift.value" else names[r.metric]
         # the version that served the window, else the overall figure, else any
         rank = 0 if r.metric_version == r.version else 1 if r.metric_version is None else 2
         if key not in row or rank < row[f"_{key}"]:
             row[key], row[f"_{key}"] = r.value, rank
     for row in rows.values():
         table.rows.append([row.get(c) for c in table.columns])
+    return table
+
+
+_QUALITY_COLUMNS = {
+    "quality.null_rate": "null_rate",
+    "quality.out_of_range": "out_of_range",
+    "quality.unseen": "unseen",
+    "quality.type_errors": "type_errors",
+    "quality.contract": "against_contract",
+    "quality.missing_rate": "missing_inputs",
+}
+
+
+def data_quality(project: Project, model: str, *, windows: int = 30) -> UiTable:
+    """Data quality per input column: each figure of the latest window (shares of the
+    column's values; type errors as a count), and in how many of the latest ``windows``
+    the column had any problem at all."""
+    import sqlalchemy as sa
+
+    from driftloop.monitoring.tables import monitoring_metrics as m
+    from driftloop.monitoring.tables import monitoring_windows as t
+
+    project.model_aliases(model)  # an unknown model: NotFoundError
+    table = UiTable(
+        f"{model}-quality",
+        ["column", *_QUALITY_COLUMNS.values(), "windows_with_problems", "windows"],
+        title=f"Data quality (the latest window; problems over the latest {windows})",
+    )
+    latest = sa.select(t.c.id).where(t.c.model == model).order_by(t.c.end.desc()).limit(windows)
+    query = (
+        sa.select(t.c.id, t.c.end, m.c.metric, m.c.column, m.c.value)
+        .join(m, m.c.window_id == t.c.id)
+        .where(t.c.id.in_(latest), m.c.metric.in_(list(_QUALITY_COLUMNS)))
+        .order_by(t.c.end, t.c.id)
+    )
+    with project.store.connect() as conn:
+        found = conn.execute(query).all()
+    if not found:
+        return table
+    newest = found[-1].id
+    counted = len({r.id for r in found})
+    figures: dict[str, dict[str, float | None]] = {}
+    problems: dict[str, set[int]] = {}
+    for r in found:
+        column = r.column or "(all)"
+        if r.id == newest:
+            figures.setdefault(column, {})[_QUALITY_COLUMNS[r.metric]] = r.value
+        if r.value:
+            problems.setdefault(column, set()).add(r.id)
+        else:
+            problems.setdefault(column, set())
+    for column in sorted(problems, key=lambda c: (c == "(all)", c)):
+        latest_figures = figures.get(column, {})
+        table.rows.append(
+            [
+                column,
+                *(latest_figures.get(name) for name in _QUALITY_COLUMNS.values()),
+                len(problems[column]),
+                counted,
+            ]
+        )
     return table
 
 
@@ -557,6 +683,14 @@ def rollout_timeline(project: Project, rollout_id: int) -> UiTable:
     return table
 
 
+def log_days(project: Project, model: str) -> list[date]:
+    """The days the model's prediction log holds, oldest first."""
+    folder = project.config.serving.predictions / f"model={model}"
+    if not folder.is_dir():
+        return []
+    return sorted(date.fromisoformat(p.name.removeprefix("date=")) for p in folder.glob("date=*"))
+
+
 def recent_predictions(project: Project, model: str, *, limit: int = 20) -> UiTable:
     """The model's latest predictions (from the log's last day), newest first."""
     from driftloop.serving.predictionlog import read_log
@@ -567,11 +701,10 @@ def recent_predictions(project: Project, model: str, *, limit: int = 20) -> UiTa
         ["request_id", "at", "version", "role", "prediction", "error"],
         title="Latest predictions",
     )
-    folder = project.config.serving.predictions / f"model={model}"
-    days = sorted(folder.glob("date=*")) if folder.is_dir() else []
+    days = log_days(project, model)
     if not days:
         return table
-    since = datetime.fromisoformat(days[-1].name.removeprefix("date=") + "T00:00:00+00:00")
+    since = datetime(days[-1].year, days[-1].month, days[-1].day, tzinfo=UTC)
     log = read_log(project.config.serving.predictions, model, since=since)
     n = log.num_rows
     tail = log.slice(max(0, n - limit), limit)
@@ -632,14 +765,15 @@ def validation_report(project: Project, entry_id: str) -> UiTable:
     return table
 
 
-def dataset_versions(project: Project, *, limit: int = 100) -> UiTable:
-    """Dataset versions of every source, newest first."""
+def dataset_versions(project: Project, *, source: str | None = None, limit: int = 100) -> UiTable:
+    """Dataset versions of one source or of every source, newest first."""
     table = UiTable(
         "datasets",
         ["dataset", "source", "rows", "created_at", "event_min", "event_max", "input"],
         title="Dataset versions",
     )
-    versions = sorted(project.versions(), key=lambda v: v.created_at, reverse=True)[:limit]
+    found = project.versions(source)
+    versions = sorted(found, key=lambda v: v.created_at, reverse=True)[:limit]
     for v in versions:
         table.rows.append(
             [
@@ -650,6 +784,37 @@ def dataset_versions(project: Project, *, limit: int = 100) -> UiTable:
                 v.event_min,
                 v.event_max,
                 (v.provenance or {}).get("input_uri"),
+            ]
+        )
+    return table
+
+
+def column_profiles(name: str, profile: DatasetProfile | None) -> UiTable:
+    """A profile as a table, one row per column: its kind, counts, range, mean and
+    spread, or its distinct and most frequent values."""
+    from driftloop.data.profile import profile_summary
+
+    table = UiTable(
+        f"{name}-profile",
+        ["column", "kind", "count", "nulls", "min", "max", "mean", "std", "distinct", "top"],
+        title="Profile",
+    )
+    if profile is None:
+        return table
+    for column, p in profile_summary(profile)["columns"].items():
+        top = ", ".join(f"{t['value']} ({t['count']:,})" for t in p.get("top", [])[:3])
+        table.rows.append(
+            [
+                column,
+                p["kind"],
+                p["count"],
+                p["nulls"],
+                p.get("min"),
+                p.get("max"),
+                p.get("mean"),
+                p.get("std"),
+                p.get("distinct"),
+                top + (", …" if len(p.get("top", [])) > 3 or p.get("other") else ""),
             ]
         )
     return table
