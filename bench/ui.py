@@ -2,7 +2,8 @@
 
 Builds an empty project, registers one model with ``--versions`` versions (and a
 champion), records ``--windows`` hourly monitoring windows of 26 drifted-or-not columns
-with their operational and performance figures, then starts ``driftloop ui`` and times
+with their operational, performance and quality figures, ingests the example's two
+clean batches, then starts ``driftloop ui`` and times
 each page's first answer (a fresh process: nothing cached) and then the best of
 ``--repeat``. Appends a JSON line to bench/results/ui.jsonl.
 
@@ -24,12 +25,19 @@ import numpy as np
 
 from driftloop import Project
 from driftloop.cli.init import write_example
-from driftloop.core.processes import ChildServer
+from driftloop.core.processes import ChildServer, free_port
 from driftloop.monitoring import series
 from driftloop.monitoring.series import MetricValue
 
 RESULTS = Path(__file__).parent / "results" / "ui.jsonl"
-PAGES = ("/ui/", "/ui/models/fraud", "/ui/models/fraud/monitoring", "/ui/runs", "/ui/data")
+PAGES = (
+    "/ui/",
+    "/ui/models/fraud",
+    "/ui/models/fraud/monitoring",
+    "/ui/runs",
+    "/ui/data",
+    "/ui/sources/transactions",
+)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -38,6 +46,8 @@ def populate(root: Path, versions: int, windows: int) -> None:
     rng = np.random.default_rng(0)
     with Project(root) as project:
         project.apply()
+        for batch in ("transactions-1.csv", "transactions-2.csv"):
+            project.ingest("transactions", root / "data" / batch)
         for v in range(1, versions + 1):
             project.register_model(
                 "fraud",
@@ -71,6 +81,11 @@ def populate(root: Path, versions: int, windows: int) -> None:
                 MetricValue("latency.p99", float(rng.uniform(5, 9)), version=versions),
                 MetricValue("error_rate", 0.0, version=versions),
                 MetricValue("performance.roc_auc", float(rng.uniform(0.7, 0.8))),
+                MetricValue("quality.missing_rate", 0.0),
+            ]
+            metrics += [
+                MetricValue("quality.null_rate", float(rng.uniform(0, 0.01)), column)
+                for column in columns[:-1]
             ]
             series.record_window(
                 project.store,
@@ -96,8 +111,14 @@ def main() -> None:
     began = time.perf_counter()
     populate(root, args.versions, args.windows)
     print(f"populated in {time.perf_counter() - began:.1f} s")
+    # the overview asks a prediction server's health: here one that is not running
+    nowhere = f"http://127.0.0.1:{free_port()}"
     server = ChildServer(
-        root, ["ui"], log=folder / "ui.log", ready="/ui/static/ui.js", what="dashboard"
+        root,
+        ["ui", "--server", nowhere],
+        log=folder / "ui.log",
+        ready="/ui/static/ui.js",
+        what="dashboard",
     )
     url = server.url
     figures: dict[str, dict[str, float]] = {}

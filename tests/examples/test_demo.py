@@ -87,6 +87,7 @@ def test_the_cli_prints_the_summary(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     assert "ROC AUC of the predictions served" in shown.stdout
     assert "timeline:" in shown.stdout
+    assert f"look: driftloop -p {tmp_path / 'd' / 'live'} ui" in shown.stdout
     body = json.loads(CliRunner().invoke(app, [*args, "--json"], env=ENV).stdout)
     assert body["predictions"] > 1_000
 

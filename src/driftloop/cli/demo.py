@@ -180,6 +180,8 @@ def _summary(out: Any, result: Any) -> None:
     for report in result.reports:
         out.print(f"latest monitoring report: {report}", markup=False)
     out.print(f"monitoring reports: {live / 'reports' / 'monitoring'}", markup=False)
+    out.print(f"look: driftloop -p {live} ui   (the dashboard, http://127.0.0.1:8090/ui/)",
+              markup=False)  # fmt: skip
     out.print(
         f"next: driftloop -p {live} runs list | rollouts list | monitor show late | "
         "models list late",
