@@ -137,6 +137,8 @@ def test_the_overview_says_what_the_api_says(dashboard: Dashboard) -> None:
     scheduled = datetime.fromisoformat(late["next_scheduled"])
     assert (scheduled.day, scheduled.hour, scheduled.minute) == (1, 5, 0)
     assert scheduled > datetime.now(UTC)
+    deployment = project.deployment("late")
+    assert late["traffic"] == f"v{deployment.champion} 100%"
     firing = {a.severity for a in project.alerts("late", status="firing")}
     expected = "critical" if "critical" in firing else "warning" if "warning" in firing else "ok"
     assert late["health"] == expected
@@ -225,6 +227,21 @@ def test_a_prediction_is_found_without_its_time(dashboard: Dashboard) -> None:
     assert page.status_code == 200
     assert f'data-id="request:{newest["request_id"]}"' in page.text
     assert f'data-id="late:v{newest["version"]}"' in page.text
+
+
+def test_tables_page_through_older_rows(dashboard: Dashboard) -> None:
+    """An export takes offset and limit; two pages of the windows are the latest ones in
+    order; a page past the newest links back to the newer rows."""
+    every = _json(dashboard, "/ui/api/models/late/windows.json")
+    first = _json(dashboard, "/ui/api/models/late/windows.json?limit=3")
+    second = _json(dashboard, "/ui/api/models/late/windows.json?offset=3&limit=3")
+    assert (first["offset"], first["more"], second["offset"]) == (0, True, 3)
+    assert second["rows"] + first["rows"] == every["rows"][-6:]
+    runs = _json(dashboard, "/ui/api/runs.json?offset=1")
+    assert (runs["rows"], runs["more"]) == ([], False)
+    page = httpx.get(f"{dashboard.url}/ui/models/late/monitoring?windows=2", timeout=30).text
+    assert "rows 3 to " in page
+    assert 'rel="prev" href="/ui/models/late/monitoring"' in page
 
 
 def test_a_window_report_opens_inside_the_dashboard(dashboard: Dashboard) -> None:
@@ -334,6 +351,9 @@ def test_a_fragment_request_gets_only_the_main_part(dashboard: Dashboard) -> Non
         ("GET", "/ui/api/nothing.json", None, 404, "not_found"),
         ("GET", "/ui/api/models.xml", None, 404, "not_found"),
         ("GET", "/ui/sources/nowhere", None, 404, "not_found"),
+        ("GET", "/ui/api/runs.json?offset=-1", None, 400, "input_error"),
+        ("GET", "/ui/api/models/late/versions.json?limit=5000", None, 400, "input_error"),
+        ("GET", "/ui/models/late?versions=two", None, 400, "input_error"),
         ("GET", "/ui/api/sources/nowhere/profile.json", None, 404, "not_found"),
         ("GET", "/ui/api/sources/flights/nothing.json", None, 404, "not_found"),
         ("GET", "/ui/api/models/late/nothing.json", None, 404, "not_found"),

@@ -56,6 +56,42 @@ def _page(request: Request, project: Project, title: str, here: str, main: str) 
     )
 
 
+_MAX_LIMIT = 1000
+
+
+def _whole(request: Request, key: str, default: int, *, most: int | None = None) -> int:
+    """A whole-number query parameter (``offset``, ``limit``, a table's page), or a 400
+    naming it."""
+    raw = request.query_params.get(key)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or (most is not None and int(raw) > most):
+        bound = f" from 0 to {most:,}" if most is not None else ""
+        raise InputError(f"{key}={raw!r} must be a whole number{bound}", field=key)
+    return int(raw)
+
+
+def _offset(request: Request, key: str = "offset") -> int:
+    return _whole(request, key, 0)
+
+
+def _limit(request: Request, default: int = 100) -> int:
+    return max(1, _whole(request, "limit", default, most=_MAX_LIMIT))
+
+
+def _pager(request: Request, key: str) -> Callable[[int], str]:
+    """The URL of this page with the table ``key`` at another offset."""
+    from urllib.parse import urlencode
+
+    def url(offset: int) -> str:
+        params = {k: v for k, v in request.query_params.items() if k != key}
+        if offset:
+            params[key] = str(offset)
+        return request.url.path + (f"?{urlencode(params)}" if params else "")
+
+    return url
+
+
 def _export(table: tables.UiTable, fmt: str) -> Response:
     if fmt == "csv":
         return Response(
@@ -143,12 +179,16 @@ def _served_until(project: Project, model: str, moves: list[Any]) -> datetime:
     return min(max(ends), now) if ends else now
 
 
-def _alias_section(project: Project, model: str) -> str:
+def _alias_section(request: Request, project: Project, model: str) -> str:
     """Which version served when: the aliases' and deployment's timeline, then the
     alias moves as a table."""
     moves = _serving_moves(project, model)
     chart = alias_timeline(moves, _served_until(project, model, moves))
-    table = render_table(tables.alias_history(project, model), f"/ui/api/models/{model}/aliases")
+    table = render_table(
+        tables.alias_history(project, model, offset=_offset(request, "aliases")),
+        f"/ui/api/models/{model}/aliases",
+        pager=_pager(request, "aliases"),
+    )
     return f'<section class="aliases"><h2>Which version served when</h2>{chart}</section>{table}'
 
 
@@ -298,7 +338,7 @@ def ui_routes(
 
     def model_page(request: Request, project: Project) -> Response:
         model = request.path_params["model"]
-        versions = tables.model_versions(project, model)
+        versions = tables.model_versions(project, model, offset=_offset(request, "versions"))
         aliases = project.model_aliases(model)
         levers = ""
         if "champion" in aliases:
@@ -348,15 +388,26 @@ def ui_routes(
                 versions,
                 f"/ui/api/models/{model}/versions",
                 links={"version": f"/ui/lineage/{model}/{{value}}"},
+                pager=_pager(request, "versions"),
             )
             + render_table(
                 tables.recent_predictions(project, model),
                 f"/ui/api/models/{model}/predictions",
                 links={"request_id": _prediction_link(model)},
             )
-            + _alias_section(project, model)
-            + render_table(tables.rollouts(project, model), "/ui/api/rollouts", links=_RUN_LINKS)
-            + render_table(tables.pipeline_runs(project, model), "/ui/api/runs", links=_RUN_LINKS)
+            + _alias_section(request, project, model)
+            + render_table(
+                tables.rollouts(project, model, offset=_offset(request, "rollouts")),
+                "/ui/api/rollouts",
+                links=_RUN_LINKS,
+                pager=_pager(request, "rollouts"),
+            )
+            + render_table(
+                tables.pipeline_runs(project, model, offset=_offset(request, "runs")),
+                "/ui/api/runs",
+                links=_RUN_LINKS,
+                pager=_pager(request, "runs"),
+            )
         )
         return _page(request, project, model, "", main)
 
@@ -389,7 +440,7 @@ def ui_routes(
         model = request.path_params["model"]
         project.model_aliases(model)  # an unknown model: 404
         heat = tables.drift_heatmap(project, model)
-        series = tables.window_series(project, model)
+        series = tables.window_series(project, model, offset=_offset(request, "windows"))
         ends = [row[2] for row in series.rows]
         column = {name: i for i, name in enumerate(series.columns)}
         charts = "".join(
@@ -402,7 +453,7 @@ def ui_routes(
                 ("live ROC AUC", "roc_auc"),
             )
         )
-        alert_table = tables.alerts(project, model)
+        alert_table = tables.alerts(project, model, offset=_offset(request, "alerts"))
         main = (
             f"<h1>{pages._e(model)}: monitoring</h1>"
             f'<p><a href="/ui/models/{pages._e(model)}">versions, runs and rollouts</a></p>'
@@ -413,11 +464,13 @@ def ui_routes(
                 alert_table,
                 f"/ui/api/models/{model}/alerts",
                 links={"last_window": _alert_link(model), "column": _alert_link(model)},
+                pager=_pager(request, "alerts"),
             )
             + render_table(
                 series,
                 f"/ui/api/models/{model}/windows",
                 links={"window": f"/ui/models/{model}/windows/{{value}}"},
+                pager=_pager(request, "windows"),
             )
         )
         return _page(request, project, f"{model} monitoring", "", main)
@@ -618,14 +671,18 @@ def ui_routes(
             )
             + _profile_charts(profile)
             + render_table(
-                tables.dataset_versions(project, source=source),
+                tables.dataset_versions(
+                    project, source=source, offset=_offset(request, "datasets")
+                ),
                 f"/ui/api/sources/{source}/versions",
                 links={"dataset": "/ui/datasets/{value}"},
+                pager=_pager(request, "datasets"),
             )
             + render_table(
-                tables.quarantine(project, source=source),
+                tables.quarantine(project, source=source, offset=_offset(request, "quarantine")),
                 f"/ui/api/sources/{source}/quarantine",
                 links={"entry": "/ui/quarantine/{value}"},
+                pager=_pager(request, "quarantine"),
             )
         )
         return _page(request, project, f"source {source}", "/ui/data", main)
@@ -635,11 +692,14 @@ def ui_routes(
         fmt = request.path_params["fmt"]
         if kind == "profile":
             return _export(tables.column_profiles(source, project.profile(source)), fmt)
+        offset, limit = _offset(request), _limit(request)
         if kind == "versions":
-            return _export(tables.dataset_versions(project, source=source), fmt)
+            found = tables.dataset_versions(project, source=source, offset=offset, limit=limit)
+            return _export(found, fmt)
         if kind == "quarantine":
             project.contract(source)  # an unknown source: NotFoundError
-            return _export(tables.quarantine(project, source=source), fmt)
+            found = tables.quarantine(project, source=source, offset=offset, limit=limit)
+            return _export(found, fmt)
         raise NotFoundError("source table", kind, known=["profile", "quarantine", "versions"])
 
     def quarantine_page(request: Request, project: Project) -> Response:
@@ -670,8 +730,18 @@ def ui_routes(
     def runs_page(request: Request, project: Project) -> Response:
         main = (
             "<h1>Runs and rollouts</h1>"
-            + render_table(tables.pipeline_runs(project), "/ui/api/runs", links=_RUN_LINKS)
-            + render_table(tables.rollouts(project), "/ui/api/rollouts", links=_RUN_LINKS)
+            + render_table(
+                tables.pipeline_runs(project, offset=_offset(request, "runs")),
+                "/ui/api/runs",
+                links=_RUN_LINKS,
+                pager=_pager(request, "runs"),
+            )
+            + render_table(
+                tables.rollouts(project, offset=_offset(request, "rollouts")),
+                "/ui/api/rollouts",
+                links=_RUN_LINKS,
+                pager=_pager(request, "rollouts"),
+            )
         )
         return _page(request, project, "Runs", "/ui/runs", main)
 
@@ -685,21 +755,25 @@ def ui_routes(
             "<h1>Data</h1>"
             + render_table(tables.sources(project), "/ui/api/sources", links=_SOURCE_LINKS)
             + render_table(
-                tables.quarantine(project),
+                tables.quarantine(project, offset=_offset(request, "quarantine")),
                 "/ui/api/quarantine",
                 links={"entry": "/ui/quarantine/{value}"},
+                pager=_pager(request, "quarantine"),
             )
             + render_table(
-                tables.dataset_versions(project),
+                tables.dataset_versions(project, offset=_offset(request, "datasets")),
                 "/ui/api/datasets",
                 links={"dataset": "/ui/datasets/{value}"},
+                pager=_pager(request, "datasets"),
             )
         )
         return _page(request, project, "Data", "/ui/data", main)
 
-    builders: dict[str, Callable[[Project], tables.UiTable]] = {
+    whole: dict[str, Callable[[Project], tables.UiTable]] = {
         "models": tables.model_overview,
         "sources": tables.sources,
+    }
+    paged: dict[str, Callable[..., tables.UiTable]] = {
         "runs": tables.pipeline_runs,
         "rollouts": tables.rollouts,
         "quarantine": tables.quarantine,
@@ -709,28 +783,38 @@ def ui_routes(
 
     def api(request: Request, project: Project) -> Response:
         name, fmt = request.path_params["name"], request.path_params["fmt"]
-        if name not in builders:
-            raise NotFoundError("dashboard table", name, known=sorted(builders))
-        return _export(builders[name](project), fmt)
+        if name in whole:
+            return _export(whole[name](project), fmt)
+        if name in paged:
+            found = paged[name](project, offset=_offset(request), limit=_limit(request))
+            return _export(found, fmt)
+        raise NotFoundError("dashboard table", name, known=sorted({*whole, *paged}))
 
     def model_api(request: Request, project: Project) -> Response:
         model, kind = request.path_params["model"], request.path_params["kind"]
         fmt = request.path_params["fmt"]
+        offset = _offset(request)
         if kind == "versions":
-            return _export(tables.model_versions(project, model), fmt)
+            found = tables.model_versions(project, model, offset=offset, limit=_limit(request))
+            return _export(found, fmt)
         if kind == "aliases":
-            return _export(tables.alias_history(project, model), fmt)
+            found = tables.alias_history(project, model, offset=offset, limit=_limit(request))
+            return _export(found, fmt)
         if kind == "predictions":
             return _export(tables.recent_predictions(project, model), fmt)
         if kind == "drift":
             return _export(tables.drift_heatmap(project, model).table, fmt)
         if kind == "windows":
-            return _export(tables.window_series(project, model), fmt)
+            found = tables.window_series(
+                project, model, offset=offset, windows=_limit(request, default=200)
+            )
+            return _export(found, fmt)
         if kind == "quality":
             return _export(tables.data_quality(project, model), fmt)
         if kind == "alerts":
             project.model_aliases(model)  # an unknown model: 404
-            return _export(tables.alerts(project, model), fmt)
+            found = tables.alerts(project, model, offset=offset, limit=_limit(request))
+            return _export(found, fmt)
         raise NotFoundError(
             "model table",
             kind,

@@ -73,6 +73,8 @@ section.lineage { display: flex; gap: .8rem; align-items: flex-start; padding: 1
         border-radius: 4px; padding: .3rem .5rem; margin-bottom: .4rem; font-size: 12px;
         overflow-wrap: anywhere; }
 footer { color: var(--muted); font-size: 12px; padding: 0 1.2rem 1rem; }
+nav.pager { font-size: 12px; color: var(--muted); margin-top: .5rem; }
+nav.pager a { color: var(--accent); }
 .report { background: #fff; border: 1px solid var(--line); border-radius: 6px;
           padding: .2rem 1rem 1rem; margin-bottom: 1rem; overflow-x: auto; }
 .report table { width: auto; margin: .4rem 0 .8rem; }
@@ -159,10 +161,12 @@ def render_table(
     *,
     links: dict[str, Link] | None = None,
     states: Sequence[str] = ("state", "last_run_state", "status", "health", "freshness"),
+    pager: Callable[[int], str] | None = None,
 ) -> str:
     """A section with the table and its JSON and CSV export links; ``links`` maps a
     column to the URL its cells link to: a template (``{value}`` replaced by the cell)
-    or a function of the row."""
+    or a function of the row. A paged table gets links to the newer and older pages
+    (``pager(offset)`` gives a page's URL) and exports the page it shows."""
     links = links or {}
     head = "".join(f"<th>{_e(c)}</th>" for c in table.columns)
     body = []
@@ -179,13 +183,31 @@ def render_table(
             cells.append(rendered)
         body.append(f"<tr>{''.join(cells)}</tr>")
     empty = "" if table.rows else '<p class="muted">nothing yet</p>'
+    paged = table.limit and (table.offset or table.more)
+    query = f"?offset={table.offset}&limit={table.limit}" if paged else ""
     return (
         f'<section data-table="{_e(table.name)}">'
-        f'<span class="exports"><a href="{_e(export)}.json">JSON</a>'
-        f'<a href="{_e(export)}.csv">CSV</a></span>'
+        f'<span class="exports"><a href="{_e(export)}.json{_e(query)}">JSON</a>'
+        f'<a href="{_e(export)}.csv{_e(query)}">CSV</a></span>'
         f"<h2>{_e(table.title or table.name)}</h2>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-        f"{empty}</section>"
+        f"{empty}{_pages(table, pager) if paged and pager else ''}</section>"
+    )
+
+
+def _pages(table: UiTable, pager: Callable[[int], str]) -> str:
+    """Where a page of a table is (rows N to M, newest first) and links to its
+    neighbours."""
+    first, last = table.offset + 1, table.offset + len(table.rows)
+    links = []
+    if table.offset:
+        links.append(
+            f'<a rel="prev" href="{_e(pager(max(0, table.offset - table.limit)))}">newer</a>'
+        )
+    if table.more:
+        links.append(f'<a rel="next" href="{_e(pager(table.offset + table.limit))}">older</a>')
+    return (
+        f'<nav class="pager">rows {first:,} to {last:,}, newest first · {" · ".join(links)}</nav>'
     )
 
 

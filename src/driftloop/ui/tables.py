@@ -11,14 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from driftloop.data.profile import DatasetProfile
     from driftloop.monitoring.series import WindowMetrics
     from driftloop.project import Project
+    from driftloop.serving.deployments import Deployment
 
 __all__ = [
     "Heatmap",
@@ -37,6 +39,8 @@ __all__ = [
     "window_series",
 ]
 
+T = TypeVar("T")
+
 _VERSION_METRICS = ("roc_auc", "pr_auc", "log_loss", "accuracy", "rmse", "mae", "r2")
 """The metrics a versions table shows first (six in all)."""
 _LIVE_METRICS = ("roc_auc", "accuracy", "rmse", "mae", "log_loss")
@@ -51,13 +55,33 @@ class UiTable:
     columns: list[str]
     rows: list[list[Any]] = field(default_factory=list)
     title: str = ""
+    offset: int = 0
+    """How many newer rows come before this page's first (0: the newest)."""
+    more: bool = False
+    """Whether older rows follow this page's last."""
+    limit: int = 0
+    """Rows per page (0: not paged)."""
 
     def records(self) -> list[dict[str, Any]]:
         """The rows as JSON-ready objects (times as ISO 8601 text)."""
         return [{c: _json(v) for c, v in zip(self.columns, row, strict=True)} for row in self.rows]
 
     def to_json(self) -> dict[str, Any]:
-        return {"table": self.name, "columns": self.columns, "rows": self.records()}
+        return {
+            "table": self.name,
+            "columns": self.columns,
+            "rows": self.records(),
+            "offset": self.offset,
+            "more": self.more,
+        }
+
+    def page(self, items: Sequence[T], offset: int, limit: int) -> Sequence[T]:
+        """``items`` (newest first, at least ``offset + limit + 1`` of them when more
+        follow) cut to this page: ``limit`` of them from ``offset``; records where the
+        page is and whether older rows follow."""
+        self.offset, self.limit = offset, limit
+        self.more = len(items) > offset + limit
+        return items[offset : offset + limit]
 
     def to_csv(self) -> str:
         out = io.StringIO()
@@ -126,6 +150,33 @@ def _next_scheduled(project: Project, model: str) -> datetime | None:
     return min((s.next_tick(now) for s in found), default=None)
 
 
+def traffic(d: Deployment) -> str | None:
+    """Where the answered requests go, in words: the A/B arms, or champion and canary
+    with their shares; a shadow gets copies.
+
+    >>> from driftloop.serving.deployments import Deployment
+    >>> traffic(Deployment("m", 3, canary=4, canary_weight=10.0, shadow=5))
+    'v3 90% · v4 10% (canary) · v5 gets copies (shadow)'
+    >>> traffic(Deployment("m", 3, split={"a": 3, "b": 4}, split_weights={"a": 50, "b": 50}))
+    'a v3 50% · b v4 50%'
+    """
+    if d.split:
+        weights = d.split_weights or {}
+        parts = [f"{arm} v{v} {weights.get(arm, 0):g}%" for arm, v in sorted(d.split.items())]
+    elif d.champion is None:
+        return None
+    elif d.canary is not None:
+        parts = [
+            f"v{d.champion} {100 - d.canary_weight:g}%",
+            f"v{d.canary} {d.canary_weight:g}% (canary)",
+        ]
+    else:
+        parts = [f"v{d.champion} 100%"]
+    if d.shadow is not None:
+        parts.append(f"v{d.shadow} gets copies (shadow)")
+    return " · ".join(parts)
+
+
 def model_overview(project: Project) -> UiTable:
     """One row per registered model: what serves, how, how well, and the loop's state."""
     table = UiTable(
@@ -137,6 +188,7 @@ def model_overview(project: Project) -> UiTable:
             "canary",
             "canary_weight",
             "shadow",
+            "traffic",
             "predictions_per_min",
             "latency_p50_ms",
             "latency_p99_ms",
@@ -177,6 +229,7 @@ def model_overview(project: Project) -> UiTable:
                 d.canary if d else None,
                 d.canary_weight if d and d.canary is not None else None,
                 d.shadow if d else None,
+                traffic(d) if d else None,
                 figures.get("rate_per_min"),
                 figures.get("latency.p50"),
                 figures.get("latency.p99"),
@@ -267,9 +320,10 @@ def sources(project: Project) -> UiTable:
     return table
 
 
-def model_versions(project: Project, model: str, *, limit: int = 100) -> UiTable:
+def model_versions(project: Project, model: str, *, offset: int = 0, limit: int = 100) -> UiTable:
     """The model's versions, newest first, with their metrics and verdicts."""
-    versions = list(reversed(project.model_versions(model)))[:limit]
+    every = list(reversed(project.model_versions(model)))
+    versions = every[offset : offset + limit]
     names = {k for v in versions for k in (v.metrics or {})}
     first = [m for m in _VERSION_METRICS if m in names]
     metric_names = (first + sorted(names - set(first)))[:6]
@@ -281,6 +335,7 @@ def model_versions(project: Project, model: str, *, limit: int = 100) -> UiTable
     aliases: dict[int, list[str]] = {}
     for alias, version in project.model_aliases(model).items():
         aliases.setdefault(version, []).append(alias)
+    table.page(every, offset, limit)
     for v in versions:
         table.rows.append(
             [
@@ -295,20 +350,21 @@ def model_versions(project: Project, model: str, *, limit: int = 100) -> UiTable
     return table
 
 
-def alias_history(project: Project, model: str, *, limit: int = 200) -> UiTable:
+def alias_history(project: Project, model: str, *, offset: int = 0, limit: int = 100) -> UiTable:
     """Every move of the model's aliases, newest first: which version served when."""
-    moves = list(reversed(project.alias_history(model)))[:limit]
     table = UiTable(
         f"{model}-aliases",
         ["at", "alias", "from_version", "to_version", "who", "reason"],
         title="Alias history",
     )
-    for m in moves:
+    for m in table.page(list(reversed(project.alias_history(model))), offset, limit):
         table.rows.append([m.at, m.alias, m.from_version, m.to_version, m.who, m.reason])
     return table
 
 
-def pipeline_runs(project: Project, model: str | None = None, *, limit: int = 100) -> UiTable:
+def pipeline_runs(
+    project: Project, model: str | None = None, *, offset: int = 0, limit: int = 100
+) -> UiTable:
     """Pipeline runs, newest first."""
     table = UiTable(
         "runs",
@@ -325,7 +381,8 @@ def pipeline_runs(project: Project, model: str | None = None, *, limit: int = 10
         ],
         title="Pipeline runs",
     )
-    for r in project.pipeline_runs(model, limit=limit):
+    found = project.pipeline_runs(model, limit=offset + limit + 1)
+    for r in table.page(found, offset, limit):
         table.rows.append(
             [
                 r.id,
@@ -342,7 +399,9 @@ def pipeline_runs(project: Project, model: str | None = None, *, limit: int = 10
     return table
 
 
-def rollouts(project: Project, model: str | None = None, *, limit: int = 100) -> UiTable:
+def rollouts(
+    project: Project, model: str | None = None, *, offset: int = 0, limit: int = 100
+) -> UiTable:
     """Rollouts, newest first, with where they stand and why they ended."""
     table = UiTable(
         "rollouts",
@@ -361,7 +420,7 @@ def rollouts(project: Project, model: str | None = None, *, limit: int = 100) ->
         ],
         title="Rollouts",
     )
-    for r in project.rollouts(model, limit=limit):
+    for r in table.page(project.rollouts(model, limit=offset + limit + 1), offset, limit):
         table.rows.append(
             [
                 r.id,
@@ -380,14 +439,16 @@ def rollouts(project: Project, model: str | None = None, *, limit: int = 100) ->
     return table
 
 
-def quarantine(project: Project, *, source: str | None = None, limit: int = 100) -> UiTable:
+def quarantine(
+    project: Project, *, source: str | None = None, offset: int = 0, limit: int = 100
+) -> UiTable:
     """Rejected batches kept in quarantine (of one source, or all), newest first."""
     table = UiTable(
         "quarantine",
         ["entry", "source", "status", "created_at", "bytes", "failed_rules"],
         title="Quarantine",
     )
-    for q in project.quarantined(source)[:limit]:
+    for q in table.page(project.quarantined(source), offset, limit):
         report = q.validation
         failed = len(report.failures) if report is not None else None
         table.rows.append([q.id, q.source, q.status, q.created_at, q.bytes, failed])
@@ -431,9 +492,10 @@ def drift_heatmap(project: Project, model: str, *, windows: int = 30) -> Heatmap
     return Heatmap(table, drifted, [w.window.id for w in found])
 
 
-def window_series(project: Project, model: str, *, windows: int = 200) -> UiTable:
+def window_series(project: Project, model: str, *, offset: int = 0, windows: int = 200) -> UiTable:
     """One row per monitoring window, oldest first: its traffic, latency, errors, share
-    of drifted columns and live metric."""
+    of drifted columns and live metric; the latest ``windows`` after the ``offset``
+    newest."""
     table = UiTable(
         f"{model}-windows",
         [
@@ -465,7 +527,13 @@ def window_series(project: Project, model: str, *, windows: int = 200) -> UiTabl
         "performance.labelled": "labelled",
         "performance.roc_auc": "roc_auc",
     }
-    latest = sa.select(t.c.id).where(t.c.model == model).order_by(t.c.end.desc()).limit(windows)
+    latest = (
+        sa.select(t.c.id)
+        .where(t.c.model == model)
+        .order_by(t.c.end.desc(), t.c.id.desc())
+        .offset(offset)
+        .limit(windows + 1)
+    )
     # one query, no details (histograms): the figures of the latest windows
     query = (
         sa.select(
@@ -499,7 +567,9 @@ def window_series(project: Project, model: str, *, windows: int = 200) -> UiTabl
         rank = 0 if r.metric_version == r.version else 1 if r.metric_version is None else 2
         if key not in row or rank < row[f"_{key}"]:
             row[key], row[f"_{key}"] = r.value, rank
-    for row in rows.values():
+    found_rows = list(rows.values())  # oldest first: one more than a page when more follow
+    table.offset, table.limit, table.more = offset, windows, len(found_rows) > windows
+    for row in found_rows[-windows:]:
         table.rows.append([row.get(c) for c in table.columns])
     return table
 
@@ -578,7 +648,9 @@ def _pick(found: WindowMetrics, metric: str, column: str = "") -> float | None:
     return chosen[0].value if chosen else None
 
 
-def alerts(project: Project, model: str | None = None, *, limit: int = 100) -> UiTable:
+def alerts(
+    project: Project, model: str | None = None, *, offset: int = 0, limit: int = 100
+) -> UiTable:
     """Alerts, newest first, with the evidence's text."""
     table = UiTable(
         "alerts",
@@ -597,7 +669,7 @@ def alerts(project: Project, model: str | None = None, *, limit: int = 100) -> U
         ],
         title="Alerts",
     )
-    for a in project.alerts(model, limit=limit):
+    for a in table.page(project.alerts(model, limit=offset + limit + 1), offset, limit):
         table.rows.append(
             [
                 a.id,
@@ -765,15 +837,17 @@ def validation_report(project: Project, entry_id: str) -> UiTable:
     return table
 
 
-def dataset_versions(project: Project, *, source: str | None = None, limit: int = 100) -> UiTable:
+def dataset_versions(
+    project: Project, *, source: str | None = None, offset: int = 0, limit: int = 100
+) -> UiTable:
     """Dataset versions of one source or of every source, newest first."""
     table = UiTable(
         "datasets",
         ["dataset", "source", "rows", "created_at", "event_min", "event_max", "input"],
         title="Dataset versions",
     )
-    found = project.versions(source)
-    versions = sorted(found, key=lambda v: v.created_at, reverse=True)[:limit]
+    found = sorted(project.versions(source), key=lambda v: v.created_at, reverse=True)
+    versions = table.page(found, offset, limit)
     for v in versions:
         table.rows.append(
             [
