@@ -400,8 +400,9 @@ def _browser() -> Any:
 def test_each_page_renders_in_chromium_from_the_package_alone(
     dashboard: Dashboard, browser: Any
 ) -> None:
-    """Every page loads in headless Chromium asking nothing of any other host, shows
-    the API's champion, and is saved as a screenshot."""
+    """Every page loads in headless Chromium asking nothing of any other host and is
+    saved as a screenshot; the numbers the browser shows (champion, open alerts, a
+    source's rows, the windows) are the Python API's."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     asked: list[str] = []
     page.on("request", lambda request: asked.append(request.url))
@@ -415,9 +416,32 @@ def test_each_page_renders_in_chromium_from_the_package_alone(
     page.screenshot(path=str(dashboard.artifacts / "dashboard-run.png"), full_page=True)
     assert asked
     assert all(url.startswith(dashboard.url) for url in asked), asked
+    project = dashboard.project
     page.goto(dashboard.url + "/ui/")
-    champion = page.locator('section[data-table="models"] tbody tr td').nth(2)
-    assert champion.inner_text() == str(dashboard.project.model_aliases("late")["champion"])
+    (late,) = _shown(page, "models")
+    assert late["champion"] == str(project.model_aliases("late")["champion"])
+    assert late["open_alerts"] == str(len(project.alerts("late", status="firing")))
+    sources = {row["source"]: row for row in _shown(page, "sources")}
+    assert sources["flights"]["rows"] == f"{project.read('flights').num_rows:,}"
+    page.goto(dashboard.url + "/ui/models/late/monitoring")
+    windows = _shown(page, "late-windows")
+    assert [int(w["window"]) for w in windows] == [
+        w.window.id for w in project.monitoring_windows("late", limit=None)
+    ]
+
+
+def _shown(page: Any, table: str) -> list[dict[str, str]]:
+    """The rows of a table as the browser shows them, keyed by column header."""
+    found: list[dict[str, str]] = page.evaluate(
+        """(name) => {
+            const section = document.querySelector(`section[data-table="${name}"]`);
+            const heads = [...section.querySelectorAll("thead th")].map(th => th.innerText);
+            return [...section.querySelectorAll("tbody tr")].map(tr => Object.fromEntries(
+                [...tr.querySelectorAll("td")].map((td, i) => [heads[i], td.innerText])));
+        }""",
+        table,
+    )
+    return found
 
 
 def test_an_alert_leads_to_its_columns_histogram(dashboard: Dashboard, browser: Any) -> None:
