@@ -228,6 +228,19 @@ def test_nulls_pass_bounds() -> None:
     conformed(table(a=[None, 5]), contract(Column("a", "int", min=1, max=9)))
 
 
+def test_nan_fails_a_bounded_float_column() -> None:
+    """NaN compares false with any bound, so a column with a min or max refuses it as
+    its own rule, naming the rows; infinities fail the bound they cross."""
+    c = contract(Column("a", "float", min=0))
+    report, _ = check(table(a=[1.0, float("nan"), None, float("-inf")]), c)
+    assert (result(report, "nan", "a").rows, result(report, "min", "a").rows) == ((1,), (3,))
+    assert result(report, "nan", "a").message == "1 row with NaN, outside the bounds [0, inf]"
+
+
+def test_nan_passes_an_unbounded_float_column() -> None:
+    conformed(table(a=[1.0, float("nan")]), contract(Column("a", "float")))
+
+
 def test_allowed_values() -> None:
     """A value outside ``allowed`` fails with its row; nulls are allowed."""
     c = contract(Column("a", "string", allowed=("eu", "us")))

@@ -369,6 +369,18 @@ def _check_column(col: Column, values: pa.ChunkedArray, check: _Checker) -> None
             values,
             f"{{n}} {{rows}} above the maximum {col.max}",
         )
+    if (lo is not None or hi is not None) and pa.types.is_floating(values.type):
+        # NaN compares false with every bound: a bounded column refuses it outright
+        bounds = (
+            f"[{'-inf' if col.min is None else col.min}, {'inf' if col.max is None else col.max}]"
+        )
+        check.mask(
+            "nan",
+            name,
+            pc.is_nan(values),
+            values,
+            f"{{n}} {{rows}} with NaN, outside the bounds {bounds}",
+        )
     if col.allowed is not None:
         allowed = pa.array(list(col.allowed), type=values.type)
         outside = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=allowed)))
