@@ -247,6 +247,26 @@ def test_non_utf8_jsonl(tmp_path: Path) -> None:
     assert (error.line, error.problem) == (2, "not UTF-8: byte 0xe9 at offset 19")
 
 
+def test_malformed_jsonl_names_the_line(tmp_path: Path) -> None:
+    """A record that does not parse, or whose value changes a column's type, is
+    reported at its line (blank lines counted) and the batch is kept for quarantine."""
+    broken = b'{"a": 1}\n\n{"a": 2}\n{"a": 3,,}\n{"a": 4}\n'
+    error = unreadable(write(tmp_path, "broken.jsonl", broken))
+    assert (error.line, error.data) == (4, broken)
+    assert error.problem.startswith("malformed JSON lines: ")
+    mixed = unreadable(write(tmp_path, "mixed.jsonl", b'{"a": 1}\n{"a": "x"}\n'))
+    assert mixed.line == 2
+    assert "changed from number to string" in mixed.problem
+
+
+def test_a_bad_jsonl_line_far_into_a_large_file_is_found(tmp_path: Path) -> None:
+    """Past Arrow's first parse block its row numbers restart; the line is the file's."""
+    lines = [b'{"a": %d, "b": "row %d"}' % (i, i) for i in range(120_000)]
+    lines[97_654] = b'{"a": 97654, "b": }'
+    error = unreadable(write(tmp_path, "large.jsonl", b"\n".join(lines) + b"\n"))
+    assert error.line == 97_655
+
+
 def test_csv_with_utf8_bom(tmp_path: Path) -> None:
     """A UTF-8 byte-order mark does not become part of the first column's name."""
     batch = read_batch(write(tmp_path, "batch.csv", b"\xef\xbb\xbfa,b\n1,2\n"))
@@ -362,17 +382,17 @@ def test_file_uri(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "data"),
+    ("name", "data", "said"),
     [
-        ("batch.parquet", b"not parquet at all"),
-        ("batch.arrow", b"not arrow at all"),
-        ("batch.jsonl", b'{"a": 1}\n{"a": \n'),
+        ("batch.parquet", b"not parquet at all", "not a readable parquet file"),
+        ("batch.arrow", b"not arrow at all", "not a readable arrow file"),
+        ("batch.jsonl", b'{"a": 1}\n{"a": \n', "malformed JSON lines: Invalid value"),
     ],
 )
-def test_corrupt_file_is_unreadable(tmp_path: Path, name: str, data: bytes) -> None:
+def test_corrupt_file_is_unreadable(tmp_path: Path, name: str, data: bytes, said: str) -> None:
     """A file that does not parse as its format is unreadable and keeps its bytes."""
     error = unreadable(write(tmp_path, name, data))
-    assert error.problem.startswith("not a readable")
+    assert error.problem.startswith(said)
     assert error.data == data
 
 
