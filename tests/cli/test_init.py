@@ -75,6 +75,24 @@ def test_init_defaults_to_the_current_folder(
     assert files_under(tmp_path) == EXPECTED_FILES
 
 
+def test_init_creates_the_project_given_with_project(tmp_path: Path) -> None:
+    """`driftloop -p DIR init` writes the example into DIR, as the next command reads it."""
+    target = tmp_path / "shop"
+    result = cli("-p", target, "init")
+    assert result.exit_code == 0, result.output
+    assert (target / "driftloop.yaml").is_file()
+    status = cli("-p", target, "status")
+    assert status.exit_code == 0, status.output
+
+
+def test_init_refuses_two_different_folders(tmp_path: Path) -> None:
+    result = cli("-p", tmp_path / "a", "init", tmp_path / "b")
+    assert result.exit_code == 2
+    assert "name two folders" in result.output
+    assert not (tmp_path / "a").exists()
+    assert not (tmp_path / "b").exists()
+
+
 def test_config_lists_every_setting_and_loads_to_the_defaults(project: Path) -> None:
     """The generated driftloop.yaml mentions every declared setting and reads back as the
     defaults, with the folder's name as the project name."""

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import typer
 
-from driftloop.cli.output import console
+from driftloop.cli.output import console, session
 from driftloop.core import clock
 from driftloop.core.config import CONFIG_FILE, SETTINGS, env_var
 from driftloop.data.contract import format_duration
@@ -211,14 +211,15 @@ def write_example(folder: Path, *, force: bool = False, now: datetime | None = N
 
 
 def init(
+    ctx: typer.Context,
     directory: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             metavar="DIR",
-            help="Where to create the project (default: the current folder).",
+            help="Where to create the project (default: --project, else the current folder).",
             file_okay=False,
         ),
-    ] = Path("."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Create an example project.
@@ -226,6 +227,16 @@ def init(
     Settings, a source with its contract, and three batches to ingest (two clean, one
     that fails its contract). Existing files are kept unless --force.
     """
+    given = session(ctx).project_dir
+    source = ctx.find_root().get_parameter_source("project")
+    typed = source is not None and source.name == "COMMANDLINE"  # not DRIFTLOOP_PROJECT
+    if directory is None:
+        directory = given or Path(".")
+    elif typed and given is not None and given.resolve() != directory.resolve():
+        raise typer.BadParameter(
+            f"--project {given} and DIR {directory} name two folders; give one",
+            param_hint="DIR",
+        )
     written = write_example(directory, force=force)
     out = console()
     out.print(f"created an example project in {directory}:")
