@@ -464,6 +464,20 @@ def test_a_version_registered_by_hand_has_no_evaluation_report(project: Project)
     assert project.model_card("fraud", 3)["evaluation"] is None
 
 
+def test_a_champion_registered_without_a_signature_stops_training_with_the_remedy(
+    project: Project,
+) -> None:
+    """A hand-registered champion has no task or inputs to be scored with: the training
+    stops saying so, and how to go on; no version is registered."""
+    before = len(project.model_versions("fraud"))
+    by_hand = project.register_model("fraud", artifact_digest="0" * 64, flavor="sklearn")
+    project.set_alias("fraud", "champion", by_hand.version)
+    with pytest.raises(StateError, match="registered without a signature") as raised:
+        project.train("fraud")
+    assert "driftloop models alias fraud champion N" in str(raised.value)
+    assert len(project.model_versions("fraud")) == before + 1
+
+
 def test_diff_of_versions_trained_with_other_params_shows_the_params(trained: Trained) -> None:
     """diff_models lists each hyperparameter that changed between the two runs."""
     with Project(trained.folder) as project:

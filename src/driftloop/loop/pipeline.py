@@ -176,6 +176,14 @@ def _evaluate(
     champion_pred = None
     if champion is not None:
         output = champion.signature.get("output", {})
+        if output.get("task") is None:
+            raise StateError(
+                f"the champion {champion.ref} was registered without a signature (its task "
+                "and inputs), so it cannot be scored against the challenger; register it "
+                "with signature=..., or point the champion alias at a trained version "
+                f"(driftloop models alias {spec.name} champion N)",
+                model=spec.name,
+            )
         if output.get("task") != spec.task:
             raise StateError(
                 f"the champion {champion.ref} is a {output.get('task')} model; it cannot be "
