@@ -255,6 +255,22 @@ def test_time_travel_returns_the_batches_known_at_a_time(
     assert project.read("tx", columns=["amount"]).column_names == ["amount"]
 
 
+def test_a_batch_whose_bytes_changed_on_disk_is_refused_even_after_a_good_read(
+    project: Project,
+) -> None:
+    """Reads hash each batch once per process; a batch rewritten since is hashed again
+    and refused."""
+    from driftloop.errors import ArtifactCorrupted
+
+    version = project.ingest("tx", _write(project, "b1.csv", GOOD_1))
+    assert project.read("tx").num_rows == project.read("tx").num_rows == 20
+    blob = Path(project.artifacts.blob_path(version.id))
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(ArtifactCorrupted, match=version.id):
+        project.read("tx")
+
+
 def test_reading_from_an_event_time_skips_the_batches_all_older(project: Project) -> None:
     """read_source(event_since=t) leaves out the batches whose every event is before t
     and returns every row of the others."""

@@ -298,12 +298,25 @@ class ArtifactStore:
         path = self.local_path(digest)
         if path is None:
             return None
-        stat = os.stat(path)
+        self.verify_once(digest)
+        return path
+
+    def verify_once(self, digest: str) -> None:
+        """:meth:`verify`, skipped for a local blob this store verified before whose
+        size and modification time are unchanged (a rewrite or truncation is re-hashed).
+        Blobs on other filesystems are verified every time."""
+        if not self._local:
+            self.verify(digest)
+            return
+        path = self._location(_blob_rel(_check_digest(digest)))
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            raise ArtifactNotFound(digest, location=self._uri) from None
         stamp = (stat.st_size, stat.st_mtime_ns)
         if self._verified.get(digest) != stamp:
             self.verify(digest)
             self._verified[digest] = stamp
-        return path
 
     def digests(self) -> Iterator[str]:
         """Every stored digest, in sorted order."""
