@@ -10,7 +10,9 @@ store's default 4GB memory limit. Run from the repository root::
 
 It times ``window_aggregates`` (best of ``--repeat``) with the automatic plan, then
 each plan forced (the markers and the range join) and the known-at variant (a
-created-time column; the join is then the only plan), prints rows/s, and measures the
+created-time column; the join is then the only plan), then the view without its max
+(counts, sums and means: the running-totals plan applies too) with every plan,
+prints rows/s, and measures the
 peak resident memory of a child process that builds the data and runs the automatic
 plan once. ``--events 100`` with ``--entities 10000`` (same row counts, 100 rows per
 key) shows where the markers overtake the join. Appends one JSON line to
@@ -49,6 +51,8 @@ AGGREGATES = [
     *(Aggregate("amount", f, w) for w in ("1d", "7d") for f in ("sum", "count", "mean")),
     Aggregate("amount", "max", "28d"),
 ]
+TOTALS = AGGREGATES[:-1]
+"""The counts, sums and means alone: running totals can compute them."""
 
 
 def build(entities: int, events: int, days: int, seed: int = 0) -> tuple[pa.Table, pa.Table]:
@@ -84,14 +88,19 @@ def connect(threads: int) -> duckdb.DuckDBPyConnection:
 
 
 def prepare(
-    con: duckdb.DuckDBPyConnection, parquet: Path, rows: pa.Table, *, known_at: bool
+    con: duckdb.DuckDBPyConnection,
+    parquet: Path,
+    rows: pa.Table,
+    *,
+    known_at: bool,
+    aggregates: list[Aggregate] = AGGREGATES,
 ) -> tuple[str, FeatureView]:
     """Register the Parquet batch through the view and the entity rows; the source name."""
     view = FeatureView(
         "spend",
         entity=CUSTOMER,
         source="transactions",
-        aggregates=AGGREGATES,
+        aggregates=aggregates,
         created_time="created_at" if known_at else None,
     )
     schema = pq.read_schema(parquet)
@@ -208,6 +217,15 @@ def main() -> None:
         source, known_view = prepare(con, parquet, rows, known_at=True)
         timings["known_at_join"], _ = best_of(con, source, known_view, "auto", args.repeat)
         con.close()
+        # counts, sums and means only: the running totals apply too
+        con = connect(args.threads)
+        source, totals_view = prepare(con, parquet, rows, known_at=False, aggregates=TOTALS)
+        totals: dict[str, pa.Table] = {}
+        for plan in ("auto", "window", "join", "prefix"):
+            timings[f"totals_{plan}"], totals[plan] = best_of(
+                con, source, totals_view, plan, args.repeat
+            )
+        con.close()
     agree = all(
         np.allclose(
             results["window"].column(c).to_numpy(zero_copy_only=False).astype(float),
@@ -217,6 +235,8 @@ def main() -> None:
         )
         for c in view.feature_names
     )
+    # exact sums: the running totals give the very bits the other plans give
+    totals_agree = all(totals["prefix"].equals(totals[plan]) for plan in ("window", "join"))
 
     result: dict[str, Any] = {
         "benchmark": "feature_aggregates",
@@ -238,6 +258,11 @@ def main() -> None:
         "known_at_join_seconds_best": round(timings["known_at_join"], 3),
         "known_at_rows_per_second": round(n_rows / timings["known_at_join"]),
         "plans_agree": agree,
+        "totals_auto_seconds_best": round(timings["totals_auto"], 3),
+        "totals_window_plan_seconds_best": round(timings["totals_window"], 3),
+        "totals_join_plan_seconds_best": round(timings["totals_join"], 3),
+        "totals_prefix_plan_seconds_best": round(timings["totals_prefix"], 3),
+        "totals_plans_identical": totals_agree,
         "child_peak_rss_mb": round(child_peak / 1e6, 1),
         "child_build_peak_rss_mb": round(memory["build_peak"] / 1e6, 1),
         "child_rss_before_call_mb": round(memory["rss_before"] / 1e6, 1),

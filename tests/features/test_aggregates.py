@@ -26,6 +26,8 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
 CUSTOMER = Entity("customer", keys={"id": "int"})
 PLANS: tuple[Plan, ...] = ("auto", "window", "join")
+TOTALS_PLANS: tuple[Plan, ...] = (*PLANS, "prefix")
+"""The plans of views with counts, sums and means only: the running totals too."""
 KNOWN_SCHEMA = pa.schema(
     [("id", pa.int64()), ("event_time", TS), ("created", TS), ("amount", pa.float64())]
 )
@@ -237,6 +239,12 @@ def test_late_rows_count_from_their_event_time_when_known_at_is_off(
         con, view, [source_table(rows, KNOWN_SCHEMA)], [{"id": 1, "__ts": at(30)}], plan=plan
     )
     assert result.column("amount_sum_1h").to_pylist() == [10.0]
+
+
+def test_the_prefix_plan_refuses_min_max_and_last(con: duckdb.DuckDBPyConnection) -> None:
+    """Running totals give counts, sums and means only."""
+    with pytest.raises(DefinitionError, match="count, sum and mean"):
+        compute(con, FUNCTIONS, [TX], [{"id": 1, "__ts": at(30)}], plan="prefix")
 
 
 def test_the_window_plan_refuses_a_known_at_view(con: duckdb.DuckDBPyConnection) -> None:
@@ -578,7 +586,10 @@ class Case:
     @property
     def plans(self) -> tuple[Plan, ...]:
         known_at = self.view.created_time is not None and self.view.known_at_only
-        return ("auto", "join") if known_at else PLANS
+        if known_at:
+            return ("auto", "join")
+        totals = all(a.function in ("count", "sum", "mean") for a in self.view.aggregates)
+        return (*PLANS, "prefix") if totals else PLANS
 
 
 _FUNCTIONS: tuple[Literal["count", "sum", "mean", "min", "max", "last"], ...] = (
@@ -701,7 +712,7 @@ def test_every_plan_equals_the_brute_force_reference(case: Case) -> None:
 # -- exact float sums ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("plan", PLANS)
+@pytest.mark.parametrize("plan", TOTALS_PLANS)
 def test_float_sums_are_exact_so_their_order_cannot_change_them(
     con: duckdb.DuckDBPyConnection, plan: Plan
 ) -> None:
@@ -716,7 +727,7 @@ def test_float_sums_are_exact_so_their_order_cannot_change_them(
     assert result.column("amount_mean_1h")[0].as_py() == math.fsum(amounts) / len(amounts)
 
 
-@pytest.mark.parametrize("plan", PLANS)
+@pytest.mark.parametrize("plan", TOTALS_PLANS)
 def test_nan_and_infinities_propagate_through_float_sums(
     con: duckdb.DuckDBPyConnection, plan: Plan
 ) -> None:
@@ -737,7 +748,31 @@ def test_nan_and_infinities_propagate_through_float_sums(
     assert values[2:] == [2.5, None]
 
 
-@pytest.mark.parametrize("plan", PLANS)
+@pytest.mark.parametrize("plan", TOTALS_PLANS)
+def test_a_nan_or_infinity_that_left_the_window_no_longer_counts(
+    con: duckdb.DuckDBPyConnection, plan: Plan
+) -> None:
+    """Running totals subtract what left the window: a NaN and an infinity an hour old
+    do not touch a 10-minute sum, nor its count."""
+    rows = [
+        {"id": 1, "event_time": at(1), "amount": math.nan},
+        {"id": 1, "event_time": at(2), "amount": -math.inf},
+        {"id": 1, "event_time": at(50), "amount": 2.25},
+        {"id": 1, "event_time": at(52), "amount": 0.5},
+    ]
+    view = view_of(
+        Aggregate("amount", "sum", "10m"),
+        Aggregate("amount", "count", "10m"),
+        Aggregate("amount", "mean", "1h"),
+    )
+    entity = [{"id": 1, "__ts": at(55)}, {"id": 1, "__ts": at(5)}]
+    got = compute(con, view, [source_table(rows)], entity, plan=plan).to_pylist()
+    assert (got[0]["amount_sum_10m"], got[0]["amount_count_10m"]) == (2.75, 2)
+    assert math.isnan(got[0]["amount_mean_1h"])
+    assert (got[1]["amount_count_10m"], math.isnan(got[1]["amount_sum_10m"])) == (2, True)
+
+
+@pytest.mark.parametrize("plan", TOTALS_PLANS)
 def test_sums_and_means_of_integer_and_boolean_columns_are_exact(
     con: duckdb.DuckDBPyConnection, plan: Plan
 ) -> None:
