@@ -163,6 +163,28 @@ def test_errors_are_json_on_stderr_with_the_json_flag(tmp_path: Path) -> None:
     assert "message" in body
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data", "list", "--bogus"], "No such option: --bogus"),
+        (["data", "show"], "Missing argument"),
+        (["data", "export", "tx", "--as-of", "2024-05-01T12:00", "--output", "x.parquet"],
+         "has no timezone"),
+    ],
+)  # fmt: skip
+def test_usage_errors_are_json_on_stderr_with_the_json_flag(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """A usage error under --json is a JSON body too (exit 2): its code, the message and
+    the command's usage line."""
+    result = cli("-p", tmp_path, *args, "--json")
+    assert (result.exit_code, result.stdout) == (2, "")
+    body = json.loads(result.stderr)
+    assert body["error"] == "usage_error"
+    assert message in body["message"]
+    assert body["usage"].startswith(f"Usage: driftloop {args[0]} {args[1]}")
+
+
 def test_run_maps_exceptions_to_exit_codes(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -92,6 +92,12 @@ def run(invoke: Callable[[], Any], argv: Sequence[str]) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
             console().print(Text(ctx.get_help()))
             return exc.exit_code
+        if as_json:
+            body = {"error": "usage_error", "message": exc.format_message()}
+            if ctx is not None:
+                body["usage"] = ctx.get_usage()
+            print_json(body, file=sys.stderr)
+            return exc.exit_code
         if ctx is not None:
             err.print(Text(ctx.get_usage()), soft_wrap=True)
             err.print(Text(f"Try '{ctx.command_path} --help' for help."), soft_wrap=True)
