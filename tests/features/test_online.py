@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -484,6 +485,32 @@ def test_a_deleted_view_can_be_written_again_with_a_new_schema(store: OnlineStor
     got = store.read(VIEW, keys(1, 2))
     assert got.schema.names == ["id", "y", *META]
     assert got.column("y").to_pylist() == [None, "new"]
+
+
+def test_a_redis_deletion_cut_short_is_finished_by_the_next_one(redis_server: str) -> None:
+    """A crash between dropping a view and unlinking its rows leaves the generation
+    recorded: the next delete on the store unlinks those rows too."""
+    import redis
+
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    store = open_online_store(f"{redis_server}?prefix={prefix}")
+    assert isinstance(store, RedisOnlineStore)
+    store.write("a", ["id"], rows([1, 2, 3], x=[1.0, 2.0, 3.0]))
+    store.write("b", ["id"], rows([1], x=[1.0]))
+    client = redis.Redis.from_url(redis_server)
+    gen = json.loads(client.hget(f"{prefix}::views", "a"))["gen"]
+    # what delete("a") does in its transaction, then the process dies
+    client.hdel(f"{prefix}::views", "a")
+    client.sadd(f"{prefix}::dropped", f"{prefix}:a:{gen}:")
+    assert len(list(client.scan_iter(match=f"{prefix}:a:*"))) == 3
+
+    store.delete("b")
+
+    assert list(client.scan_iter(match=f"{prefix}:*")) == []
+    assert client.smembers(f"{prefix}::dropped") == set()
+    assert store.views() == []
+    store.close()
+    client.close()
 
 
 def test_count_capability(store: OnlineStore) -> None:

@@ -20,8 +20,11 @@ A write is one MULTI/EXEC (MSETs, plus the HSET creating the view) under WATCH o
 the views hash: readers see all of it or none. A read is one round trip: HGET of
 the view's schema and MGET of the rows in one pipeline; when the schema differs
 from the cached one (the view was recreated elsewhere) the read is redone.
-Deleting a view removes its hash entry first (it disappears at once), then
-unlinks its generation's rows with SCAN.
+Deleting a view removes its hash entry and records its generation's key prefix in
+``<prefix>::dropped`` in one MULTI/EXEC (the view disappears at once), then unlinks
+the generation's rows with SCAN and forgets the prefix. A deletion cut short by a
+crash leaves the prefix recorded: the next ``delete`` on the store unlinks those rows
+first, so no row outlives its view for good.
 """
 
 from __future__ import annotations
@@ -172,6 +175,7 @@ class RedisOnlineStore:
         host = parts.hostname or "localhost"
         self._safe_url = f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path}"
         self._views_key = f"{prefix}::views"
+        self._dropped_key = f"{prefix}::dropped"
         self._cache: dict[str, _View] = {}
         self._closed = False
         self._lock = threading.Lock()
@@ -315,12 +319,19 @@ class RedisOnlineStore:
                     stored = self._parse(view, raw)
                     pipe.multi()
                     pipe.hdel(self._views_key, view)
+                    pipe.sadd(self._dropped_key, stored.key_prefix)
                     pipe.execute()
                     break
                 except redis.WatchError:
                     continue
         self._cache.pop(view, None)
-        pattern = _GLOB_SPECIAL.sub(r"\\\1", stored.key_prefix) + "*"
+        # this generation, and any a crashed deletion left behind
+        for prefix in self._client.smembers(self._dropped_key):
+            self._unlink_generation(prefix.decode() if isinstance(prefix, bytes) else prefix)
+
+    def _unlink_generation(self, key_prefix: str) -> None:
+        """Unlink every row under ``key_prefix`` (a dropped generation), then forget it."""
+        pattern = _GLOB_SPECIAL.sub(r"\\\1", key_prefix) + "*"
         doomed: list[bytes] = []
         for key in self._client.scan_iter(match=pattern, count=1000):
             doomed.append(key)
@@ -329,6 +340,7 @@ class RedisOnlineStore:
                 doomed = []
         if doomed:
             self._client.unlink(*doomed)
+        self._client.srem(self._dropped_key, key_prefix)
 
     @_reachable
     def views(self) -> list[str]:
