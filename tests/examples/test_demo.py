@@ -88,6 +88,9 @@ def test_the_cli_prints_the_summary(tmp_path: Path) -> None:
     assert "ROC AUC of the predictions served" in shown.stdout
     assert "timeline:" in shown.stdout
     assert f"look: driftloop -p {tmp_path / 'd' / 'live'} ui" in shown.stdout
+    # not a terminal: a plain line per stage and at the last day, not a live bar
+    assert "[2/2 days, " in shown.stdout
+    assert "starting the prediction server (" in shown.stdout
     body = json.loads(CliRunner().invoke(app, [*args, "--json"], env=ENV).stdout)
     assert body["predictions"] > 1_000
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
+import time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -77,8 +78,15 @@ def demo(
     counts = {"runs": 0, "promoted": 0, "rejected": 0, "rolled back": 0}
     names = {"promoted": "promoted", "rejected": "rejected", "rolled_back": "rolled back"}
 
+    # Rich draws the bar only on a terminal; piped (make demo | tee), a line per stage
+    # and per simulated month says how far the demo is.
+    plain = not out.is_terminal and not as_json
+    began = time.monotonic()
+
     def on_stage(text: str) -> None:
         progress.update(task, description=text)
+        if plain:
+            out.print(f"{text} ({time.monotonic() - began:.0f} s)", markup=False)
 
     def on_day(report: Any, info: dict[str, Any]) -> None:
         counts["runs"] += len(report.started)
@@ -92,16 +100,20 @@ def demo(
         if d.canary is not None:
             serving += f", canary v{d.canary} at {d.canary_weight:g}%"
         result = info["result"]
-        progress.update(
-            task,
-            advance=1,
-            description=f"{report.day.date()}",
-            state=(
-                f"{serving} · runs {counts['runs']} ({counts['promoted']} promoted, "
-                f"{counts['rejected']} rejected, {counts['rolled back']} rolled back) · "
-                f"{len(result.quarantined)} quarantined · {result.alerts} alerts"
-            ),
+        state = (
+            f"{serving} · runs {counts['runs']} ({counts['promoted']} promoted, "
+            f"{counts['rejected']} rejected, {counts['rolled back']} rolled back) · "
+            f"{len(result.quarantined)} quarantined · {result.alerts} alerts"
         )
+        progress.update(task, advance=1, description=f"{report.day.date()}", state=state)
+        done = progress.tasks[0].completed
+        month_end = (report.day + timedelta(days=1)).month != report.day.month
+        if plain and (month_end or done == days):
+            out.print(
+                f"{report.day.date()}  {state}  [{done:.0f}/{days} days, "
+                f"{time.monotonic() - began:.0f} s]",
+                markup=False,
+            )
 
     with progress:
         result = run_demo(
