@@ -194,8 +194,9 @@ def receiver() -> Iterator[Callable[..., Receiver]]:
         thread.join()
 
 
-def hook(url: str, retries: int = 5) -> Delivery:
-    return Delivery(log=False, webhook=Webhook(url, retries=retries, backoff_s=0.01))
+def hook(url: str, retries: int = 5, redeliver: int = 10) -> Delivery:
+    webhook = Webhook(url, retries=retries, backoff_s=0.01, redeliver=redeliver)
+    return Delivery(log=False, webhook=webhook)
 
 
 def closed_port() -> int:
@@ -606,6 +607,73 @@ def test_a_webhook_always_answering_500_fails_after_its_retries_and_the_alert_is
     assert failed["detail"]["attempts"] == 3
     assert failed["detail"]["error"].startswith("HTTP 500")
     assert list_alerts(store, "fraud", status="firing") == [change.alert]
+
+
+def test_a_failed_delivery_is_delivered_again_by_the_next_evaluation(
+    store: MetadataStore, receiver: Callable[..., Receiver]
+) -> None:
+    """The receiver was down (503) when the alert fired: the next evaluation, with no
+    change of its own, posts the same body again, once, and records it delivered."""
+    got = receiver(503, 200)
+    rule = AlertRule("drift.detected", 0.5, column="feature.amount")
+    deliver = hook(got.url, retries=0)
+    [change] = evaluate(store, "fraud", [rule], window(store, 0, drift()), deliver=deliver)
+    evaluate(store, "fraud", [rule], window(store, 1, drift()), deliver=deliver)
+    evaluate(store, "fraud", [rule], window(store, 2, drift()), deliver=deliver)
+    assert [r["body"] for r in got.received] == [change.to_dict(), change.to_dict()]
+    webhook = [e for e in alert_events(store, change.alert.id) if e["channel"] == "webhook"]
+    assert [e["kind"] for e in webhook] == ["delivery_failed", "delivered"]
+    assert webhook[1]["detail"]["redelivery"] is True
+    assert "body" not in webhook[1]["detail"]
+
+
+def test_a_fired_change_whose_resolution_got_through_is_not_delivered_again(
+    store: MetadataStore, receiver: Callable[..., Receiver]
+) -> None:
+    """Fired failed twice, then the resolution was delivered: the receiver knows newer
+    news, so the fired change is closed as superseded, not posted a third time."""
+    got = receiver(503, 503, 200)
+    rule = AlertRule("drift.detected", 0.5, column="feature.amount")
+    deliver = hook(got.url, retries=0)
+    [fired] = evaluate(store, "fraud", [rule], window(store, 0, drift()), deliver=deliver)
+    evaluate(store, "fraud", [rule], window(store, 1, steady()), deliver=deliver)
+    evaluate(store, "fraud", [rule], window(store, 2, steady()), deliver=deliver)
+    assert [r["body"]["event"] for r in got.received] == ["fired", "fired", "resolved"]
+    webhook = [e for e in alert_events(store, fired.alert.id) if e["channel"] == "webhook"]
+    assert [(e["kind"], e["detail"]["event"]) for e in webhook] == [
+        ("delivery_failed", "fired"),
+        ("delivery_failed", "fired"),
+        ("delivered", "resolved"),
+        ("delivery_superseded", "fired"),
+    ]
+
+
+def test_a_delivery_is_given_up_after_its_redeliveries(
+    store: MetadataStore, receiver: Callable[..., Receiver]
+) -> None:
+    """With redeliver=1 a change always answered 500 is posted twice in all, then
+    recorded as abandoned and left alone."""
+    got = receiver(500)
+    rule = AlertRule("drift.detected", 0.5, column="feature.amount")
+    deliver = hook(got.url, retries=0, redeliver=1)
+    [change] = evaluate(store, "fraud", [rule], window(store, 0, drift()), deliver=deliver)
+    for day in (1, 2, 3):
+        evaluate(store, "fraud", [rule], window(store, day, drift()), deliver=deliver)
+    assert len(got.received) == 2
+    kinds = [e["kind"] for e in alert_events(store, change.alert.id) if e["channel"] == "webhook"]
+    assert kinds == ["delivery_failed", "delivery_failed", "delivery_abandoned"]
+
+
+def test_a_refused_body_is_not_delivered_again(
+    store: MetadataStore, receiver: Callable[..., Receiver]
+) -> None:
+    """A 400 says the receiver refused the body: a later evaluation does not resend it."""
+    got = receiver(400, 200)
+    rule = AlertRule("drift.detected", 0.5, column="feature.amount")
+    deliver = hook(got.url, retries=0)
+    evaluate(store, "fraud", [rule], window(store, 0, drift()), deliver=deliver)
+    evaluate(store, "fraud", [rule], window(store, 1, drift()), deliver=deliver)
+    assert len(got.received) == 1
 
 
 def test_a_400_answer_is_not_retried(

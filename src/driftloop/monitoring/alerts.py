@@ -38,7 +38,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import httpx
@@ -293,8 +293,8 @@ def evaluate(
                 change = _apply(conn, finding, window, opened)
                 if change is not None:
                     changes.append(change)
-    if changes:
-        (deliver or Delivery())(store, changes)
+    # called with no change too: failed deliveries are tried again
+    (deliver or Delivery())(store, changes)
     return changes
 
 
@@ -459,12 +459,18 @@ class Webhook:
     headers: Mapping[str, str] | None = field(default=None, repr=False)
     """Extra request headers (an ``Authorization`` token...); never logged or stored."""
     jitter: bool = False
+    redeliver: int = 10
+    """How many later deliveries (each evaluation's) try again a change whose delivery
+    failed on a connection error, a timeout, a 5xx or a 429, one attempt each, before
+    it is given up (``delivery_abandoned``); 0: never."""
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
             raise ConfigError(f"webhook URL must be http(s)://..., got {self.url!r}", key="webhook")
         if not isinstance(self.retries, int) or self.retries < 0:
             raise ConfigError(f"retries must be 0 or more, got {self.retries!r}", key="webhook")
+        if not isinstance(self.redeliver, int) or self.redeliver < 0:
+            raise ConfigError(f"redeliver must be 0 or more, got {self.redeliver!r}", key="webhook")
         for name in ("timeout_s", "backoff_s", "max_backoff_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative", key="webhook")
@@ -535,6 +541,12 @@ class Delivery:
 
     Once a webhook delivery fails without any HTTP answer (the receiver is down), the
     rest of the same batch gets one attempt each instead of the full retries.
+
+    Each call first delivers again, oldest first and one attempt each, the changes of
+    the last :data:`REDELIVERY_DAYS` days whose delivery to this webhook's origin
+    failed in a way worth retrying (no answer, a 5xx or 429), up to the webhook's
+    ``redeliver`` times; a change whose alert has since had a later change delivered is
+    closed as ``delivery_superseded`` instead (the receiver knows newer news).
     """
 
     log: bool = True
@@ -542,6 +554,8 @@ class Delivery:
 
     def __call__(self, store: MetadataStore, changes: Sequence[AlertChange]) -> None:
         receiver_down = False
+        if self.webhook is not None and self.webhook.redeliver:
+            receiver_down = _redeliver(store, self.webhook)
         for change in changes:
             if self.log:
                 _log(change)
@@ -566,17 +580,129 @@ def _log(change: AlertChange) -> None:
     )
 
 
+REDELIVERY_DAYS = 7
+"""Failed deliveries older than this are not tried again."""
+
+
+def _worth_retrying(detail: Mapping[str, Any]) -> bool:
+    status = detail.get("status")
+    return status is None or status == 429 or status >= 500
+
+
+def _redeliver(store: MetadataStore, webhook: Webhook) -> bool:
+    """Deliver again the failed changes to ``webhook`` (see :class:`Delivery`); True
+    when the receiver did not answer (the caller's new changes then get one attempt)."""
+    since = clock.now() - timedelta(days=REDELIVERY_DAYS)
+    events = tables.alert_events
+    recent = (
+        sa.select(events.c.alert_id)
+        .where(events.c.kind == "delivery_failed", events.c.at >= since)
+        .distinct()
+    )
+    query = (
+        sa.select(events.c.id, events.c.alert_id, events.c.kind, events.c.detail)
+        .where(events.c.channel == "webhook", events.c.alert_id.in_(recent))
+        .order_by(events.c.id)
+    )
+    with store.connect() as conn:
+        found = conn.execute(query).all()
+    latest: dict[tuple[int, str], tuple[int, str, dict[str, Any]]] = {}
+    failures: dict[tuple[int, str], int] = {}
+    resolution_delivered: set[int] = set()  # alerts whose "resolved" reached the receiver
+    for row in found:
+        detail = dict(row.detail or {})
+        if detail.get("url") != webhook.origin:
+            continue
+        key = (row.alert_id, str(detail.get("event")))
+        latest[key] = (row.id, row.kind, detail)
+        if row.kind == "delivery_failed":
+            failures[key] = failures.get(key, 0) + 1
+        if row.kind == "delivered" and key[1] == "resolved":
+            resolution_delivered.add(row.alert_id)
+    pending = sorted(
+        (first_id, key, detail)
+        for key, (first_id, kind, detail) in latest.items()
+        if kind == "delivery_failed" and "body" in detail and _worth_retrying(detail)
+    )
+
+    def superseded(alert_id: int, event: str) -> bool:
+        return event == "fired" and alert_id in resolution_delivered
+
+    for _, key, detail in pending:
+        alert_id, event = key
+        if superseded(alert_id, event):
+            _close(
+                store, alert_id, "delivery_superseded", event=event, webhook=webhook, failed=detail
+            )
+        elif failures[key] > webhook.redeliver:
+            _close(
+                store, alert_id, "delivery_abandoned", event=event, webhook=webhook, failed=detail
+            )
+    for _, key, detail in pending:
+        alert_id, event = key
+        if superseded(alert_id, event) or failures[key] > webhook.redeliver:
+            continue
+        result = webhook.post(detail["body"], retries=0)
+        _record_outcome(
+            store,
+            alert_id,
+            event,
+            body=detail["body"],
+            webhook=webhook,
+            result=result,
+            redelivery=True,
+        )
+        if not result.delivered and result.unreachable:
+            return True
+    return False
+
+
+def _close(
+    store: MetadataStore,
+    alert_id: int,
+    kind: str,
+    *,
+    event: str,
+    webhook: Webhook,
+    failed: Mapping[str, Any],
+) -> None:
+    """Stop redelivering a change: superseded by a newer one, or out of tries."""
+    detail = {"event": event, "url": webhook.origin, "last_error": failed.get("error")}
+    with store.transaction() as conn:
+        _event(conn, alert_id, kind, detail, channel="webhook")
+
+
 def _record_delivery(
     store: MetadataStore, change: AlertChange, webhook: Webhook, result: WebhookResult
 ) -> None:
-    detail = {"event": change.kind, "url": webhook.origin, **result.to_dict()}
+    _record_outcome(
+        store, change.alert.id, change.kind, body=change.to_dict(), webhook=webhook, result=result
+    )
+
+
+def _record_outcome(
+    store: MetadataStore,
+    alert_id: int,
+    event: str,
+    *,
+    body: Mapping[str, Any],
+    webhook: Webhook,
+    result: WebhookResult,
+    redelivery: bool = False,
+) -> None:
+    """The outcome of a delivery as an event; a failure keeps the body, to deliver again."""
+    detail: dict[str, Any] = {"event": event, "url": webhook.origin, **result.to_dict()}
+    if redelivery:
+        detail["redelivery"] = True
+    if not result.delivered:
+        detail["body"] = dict(body)
     kind = "delivered" if result.delivered else "delivery_failed"
     with store.transaction() as conn:
-        _event(conn, change.alert.id, kind, detail, channel="webhook")
+        _event(conn, alert_id, kind, detail, channel="webhook")
     if not result.delivered:
         logger.warning(
             "alert %d: webhook %s failed after %d attempt(s): %s",
-            change.alert.id,
+            alert_id,
             webhook.origin,
             result.attempts,
             result.error,
