@@ -212,21 +212,45 @@ def _drop_database(server: PostgresServer, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
+def _create_database(server: PostgresServer) -> str:
+    """A fresh, empty database on ``server``; its name."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name
+
+
 @pytest.fixture
 def postgres_url_factory(postgres_server: PostgresServer) -> Iterator[Callable[[], str]]:
     """A function creating a fresh, empty database per call and returning its URL."""
     created: list[str] = []
 
     def create() -> str:
-        name = f"test_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(postgres_server.conninfo(), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        created.append(name)
-        return postgres_server.url(name)
+        created.append(_create_database(postgres_server))
+        return postgres_server.url(created[-1])
 
     yield create
     for name in created:
         _drop_database(postgres_server, name)
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def module_metadata_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Like ``metadata_url``, shared by a module's tests: an SQLite file, then a fresh
+    PostgreSQL database dropped after the module."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('metadata') / 'metadata.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = _create_database(server)
+    try:
+        yield server.url(name)
+    finally:
+        _drop_database(server, name)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The dashboard's tables on the `driftloop init` example (whose transactions contract
-has a 30-day freshness rule), read in process: freshness, health, profiles, and a
-prediction server that does not answer."""
+has a 30-day freshness rule), read in process on SQLite and on PostgreSQL: freshness,
+health, profiles, the monitoring tables' SQL and paging, and a prediction server that
+does not answer."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from driftloop import Project
 from driftloop.cli.init import write_example
 from driftloop.core.clock import SimulatedClock, use_clock
 from driftloop.core.processes import LOOPBACK, free_port
+from driftloop.monitoring import series
+from driftloop.monitoring.series import MetricValue
 from driftloop.ui import tables
 from driftloop.ui.health import health_table, http_probe
 
@@ -21,16 +24,51 @@ T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 """The example's data is written as of T0: its payments span the weeks before it."""
 
 
+WINDOWS = 12
+"""Hourly monitoring windows recorded for fraud, each with drift and quality figures."""
+
+
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    """The example: two clean batches ingested at T0, fraud v1 trained and promoted."""
+def project(
+    tmp_path_factory: pytest.TempPathFactory, module_metadata_url: str
+) -> Iterator[Project]:
+    """The example: two clean batches ingested at T0, fraud v1 trained and promoted, and
+    WINDOWS monitoring windows after T0 (window i: amount's null rate i / 100)."""
     folder = tmp_path_factory.mktemp("ui-tables") / "shop"
     write_example(folder, now=T0)
+    settings = folder / "driftloop.yaml"
+    settings.write_text(
+        settings.read_text().replace(
+            "url: sqlite:///.driftloop/metadata.db", f"url: {module_metadata_url}"
+        )
+    )
     with use_clock(SimulatedClock(T0)), Project(folder) as opened:
         opened.apply()
         opened.ingest("transactions", folder / "data" / "transactions-1.csv")
         opened.ingest("transactions", folder / "data" / "transactions-2.csv")
         opened.train("fraud", promote=True)
+        for i in range(WINDOWS):
+            start = T0 + timedelta(hours=i)
+            series.record_window(
+                opened.store,
+                model="fraud",
+                against="reference",
+                start=start,
+                end=start + timedelta(hours=1),
+                rows=100,
+                version=1,
+                reference={},
+                metrics=[
+                    MetricValue("drift.value", i / 10, "feature.amount",
+                                details={"threshold": 0.5, "drifted": i / 10 > 0.5}),
+                    MetricValue("drift.value", 0.01 * i, "prediction",
+                                details={"threshold": 0.1, "drifted": False}),
+                    MetricValue("drift.share", 1.0 if i > 5 else 0.0),
+                    MetricValue("latency.p99", 5.0 + i, version=1),
+                    MetricValue("quality.null_rate", i / 100, "feature.amount"),
+                    MetricValue("quality.missing_rate", 0.0),
+                ],
+            )  # fmt: skip
         yield opened
 
 
@@ -73,6 +111,48 @@ def test_a_dataset_versions_profile_is_one_row_per_contract_column(project: Proj
         amount.nulls,
         amount.mean,
     )
+
+
+def test_the_windows_table_holds_each_windows_figures_oldest_first(project: Project) -> None:
+    found = tables.window_series(project, "fraud").records()
+    assert [r["latency_p99_ms"] for r in found] == [5.0 + i for i in range(WINDOWS)]
+    assert [r["prediction_drift"] for r in found] == [0.01 * i for i in range(WINDOWS)]
+    assert [r["drift_share"] for r in found] == [1.0 if i > 5 else 0.0 for i in range(WINDOWS)]
+
+
+def test_the_windows_table_pages_back_from_the_newest(project: Project) -> None:
+    """Pages of 5 from the newest: windows 7-11, then 2-6, then 0-1 with no more."""
+    pages = [tables.window_series(project, "fraud", offset=o, windows=5) for o in (0, 5, 10)]
+    column = pages[0].columns.index("end")
+    ends = [[row[column] for row in page.rows] for page in pages]
+    assert ends == [
+        [T0 + timedelta(hours=i + 1) for i in window]
+        for window in (range(7, 12), range(2, 7), range(2))
+    ]
+    assert [(page.offset, page.more) for page in pages] == [(0, True), (5, True), (10, False)]
+
+
+def test_data_quality_shows_the_latest_window_and_counts_the_windows_with_problems(
+    project: Project,
+) -> None:
+    rows = {r["column"]: r for r in tables.data_quality(project, "fraud", windows=5).records()}
+    amount = rows["feature.amount"]
+    assert (amount["null_rate"], amount["windows_with_problems"], amount["windows"]) == (
+        (WINDOWS - 1) / 100,
+        5,
+        5,
+    )
+    assert (rows["(all)"]["missing_inputs"], rows["(all)"]["windows_with_problems"]) == (0.0, 0)
+
+
+def test_the_heatmap_divides_each_statistic_by_its_threshold(project: Project) -> None:
+    found = tables.drift_heatmap(project, "fraud", windows=4)
+    (amount,) = [r for r in found.table.rows if r[0] == "feature.amount"]
+    assert amount[1:] == [round(i / 10 / 0.5, 4) for i in range(WINDOWS - 4, WINDOWS)]
+    (flags,) = [
+        f for r, f in zip(found.table.rows, found.drifted, strict=True) if r[0] == "feature.amount"
+    ]
+    assert flags == [i / 10 > 0.5 for i in range(WINDOWS - 4, WINDOWS)]
 
 
 def test_a_server_that_does_not_answer_is_shown_unreachable_with_the_reason() -> None:
