@@ -91,6 +91,20 @@ def test_sliding_windows_merge_cached_step_profiles_instead_of_rereading_the_log
     assert [w.window.rows for w in second.windows] == [960, 960]
 
 
+def test_an_offset_moves_where_daily_windows_start(monitored: Monitored) -> None:
+    """offset="5h": days from 05:00 UTC; the first window holds the log's first five
+    hours, the next ones a whole day each."""
+    from driftloop.monitoring.runner import run_monitor
+
+    monitored.serve(T0, 48, 100, seed=1)
+    project = monitored.project
+    monitor = Monitor(MODEL, window="1d", offset="5h")
+    run = run_monitor(project.monitoring_context(monitor), monitor, now=T0 + timedelta(hours=54))
+    starts = [T0 + timedelta(hours=h) for h in (-19, 5, 29)]
+    assert [w.window.start for w in run.windows] == starts
+    assert [w.window.rows for w in run.windows] == [500, 2400, 1900]
+
+
 def test_windows_compared_with_the_previous_window_see_a_change_between_them(
     monitored: Monitored,
 ) -> None:
@@ -309,6 +323,9 @@ def test_undrifted_windows_raise_false_alarms_near_the_tests_level(monitored: Mo
         ({"correction": "holm"}, "correction must be"),
         ({"min_rows": 0}, "min_rows"),
         ({"delay": "-1h"}, "delay"),
+        ({"offset": "1d"}, "less than the step"),
+        ({"window": "1d", "step": "6h", "offset": "7h"}, "less than the step"),
+        ({"offset": "soon"}, "offset 'soon' is not a duration"),
         ({"rules": [AlertRule("rows", 1), AlertRule("rows", 1)]}, "two rules are named"),
     ],
 )

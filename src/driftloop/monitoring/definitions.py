@@ -125,6 +125,9 @@ class Monitor:
     - ``window`` / ``step``: the window length and how far consecutive windows move
       (``step=None``: tumbling windows, step = window). The window must be a whole
       number of steps.
+    - ``offset``: where steps start, after the UTC epoch's multiples of the step
+      (``"5h"``: daily windows from 05:00 UTC, midnight in New York in winter); less
+      than the step. It sets the first window; later ones follow the windows stored.
     - ``against``: compare each window with the reference profile of the version that
       served it (``"reference"``, its training data) or with the window before
       (``"previous"``).
@@ -150,6 +153,7 @@ class Monitor:
     model: str
     window: str | timedelta = "1d"
     step: str | timedelta | None = None
+    offset: str | timedelta = "0s"
     against: Literal["reference", "previous"] = "reference"
     statistics: Literal["driftloop", "evidently"] = "driftloop"
     by_type: Mapping[str, str] = field(default_factory=dict)
@@ -185,6 +189,17 @@ class Monitor:
                 raise DefinitionError(
                     f"{where}: window {window} is not a whole number of steps {step}"
                 )
+        try:
+            offset = parse_duration(self.offset)
+        except ValueError as exc:
+            raise DefinitionError(
+                f"{where}: offset {self.offset!r} is not a duration: {exc}"
+            ) from None
+        if not timedelta(0) <= offset < self.step_length:
+            raise DefinitionError(
+                f"{where}: offset must be at least 0 and less than the step "
+                f"({self.step_length}), got {self.offset!r}"
+            )
         if self.against not in ("reference", "previous"):
             raise DefinitionError(
                 f"{where}: against must be 'reference' or 'previous', got {self.against!r}"
@@ -251,6 +266,10 @@ class Monitor:
     @property
     def step_length(self) -> timedelta:
         return self.window_length if self.step is None else parse_duration(self.step)
+
+    @property
+    def offset_length(self) -> timedelta:
+        return parse_duration(self.offset)
 
     @property
     def horizon(self) -> timedelta:

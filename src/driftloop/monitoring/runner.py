@@ -124,7 +124,10 @@ def _ends(ctx: MonitorContext, monitor: Monitor, now: datetime) -> list[datetime
         if day is None:
             return []
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        first = _floor(start, step) + window
+        offset = monitor.offset_length
+        # the step holding the log's first UTC midnight, shifted by the offset (the
+        # day's first predictions may fall in the step that started the day before)
+        first = _floor(start - offset, step) + offset + window
         if monitor.against == "previous":
             first += window  # the first window is the reference of the second
     ends: list[datetime] = []
