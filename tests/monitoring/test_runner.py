@@ -105,6 +105,20 @@ def test_an_offset_moves_where_daily_windows_start(monitored: Monitored) -> None
     assert [w.window.rows for w in run.windows] == [500, 2400, 1900]
 
 
+def test_the_step_profile_cache_keeps_only_what_later_windows_read(
+    monitored: Monitored,
+) -> None:
+    """Five daily windows analysed: the cache keeps the last day's step profile (the
+    next window compared with the previous one reads it), not the four before."""
+    monitored.serve(T0, 120, 20, seed=1)
+    project = monitored.project
+    (run,) = project.monitor(MODEL, now=T0 + timedelta(days=5, hours=1))
+    assert len(run.windows) == 5
+    cached = sorted(project.config.monitoring.profiles.rglob("*.parquet"))
+    last_day = int((T0 + timedelta(days=4)).timestamp() * 1000)
+    assert [int(path.stem) for path in cached] == [last_day]
+
+
 def test_windows_compared_with_the_previous_window_see_a_change_between_them(
     monitored: Monitored,
 ) -> None:

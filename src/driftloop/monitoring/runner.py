@@ -240,6 +240,20 @@ class _Steps:
             for at in [a for a in cache if a < start]:
                 del cache[at]
 
+    def prune_disk(self, before: datetime) -> int:
+        """Delete the cached step profiles starting before ``before`` (no later window
+        of this monitor reads them; another window length would profile them again
+        from the log); how many were deleted."""
+        if self.folder is None or not self.folder.is_dir():
+            return 0
+        limit = int((before - _EPOCH).total_seconds() * 1000)
+        deleted = 0
+        for path in self.folder.glob("*.parquet"):
+            if path.stem.lstrip("-").isdigit() and int(path.stem) < limit:
+                path.unlink(missing_ok=True)
+                deleted += 1
+        return deleted
+
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
@@ -437,6 +451,9 @@ def run_monitor(
             now=now,
         )
         steps.forget_before(start - window)
+    if run.windows:
+        # the next window, and the one before it (against="previous"), start from here
+        steps.prune_disk(run.windows[-1].window.end + monitor.step_length - 2 * window)
     run.refreshed = _refresh_performance(
         ctx, monitor, now, {w.window.id for w in run.windows}, versions
     )
