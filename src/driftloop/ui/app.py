@@ -1,35 +1,38 @@
 """The dashboard's routes, under ``/ui``: mounted in ``driftloop serve``'s app, or run
 alone by ``driftloop ui``.
 
-- ``GET /ui/`` the overview, ``/ui/models/{model}``, ``/ui/runs``, ``/ui/data``: pages
-  (with ``x-driftloop-fragment: main`` only their ``<main>``, for the live refresh);
-- ``GET /ui/api/{table}.json|.csv`` (``models``, ``sources``, ``runs``, ``rollouts``,
-  ``quarantine``) and ``/ui/api/models/{model}/{versions|aliases}.json|.csv``: every
-  table as data;
-- ``POST /ui/models/{model}/rollback`` and ``/ui/rollouts/{id}/abort``: the CLI's levers,
-  each refused (400) unless the form's ``confirm`` field repeats the model's name or
-  the rollout's id — the page's confirmation dialog fills it in;
+- ``GET /ui/`` the overview; ``/ui/models/{model}`` (and its ``monitoring``, window,
+  diff and card pages), ``/ui/runs`` and ``/ui/runs/{run}``, ``/ui/lineage/...`` and
+  ``/ui/predictions/...``, ``/ui/data``, ``/ui/sources/{source}``,
+  ``/ui/datasets/{id}``, ``/ui/quarantine/{entry}``: pages (with
+  ``x-driftloop-fragment: main`` only their ``<main>``, for the live refresh); a long
+  table pages back with its own query parameter (``?windows=200``);
+- ``GET /ui/api/...{.json|.csv}``: every table as data (``offset`` and ``limit`` for
+  the long ones), and ``/ui/api/server.json`` the prediction server's health;
+- ``POST /ui/models/{model}/rollback|promote`` and ``/ui/rollouts/{id}/abort``: the
+  CLI's levers, each refused (400) unless the form's ``confirm`` field repeats the
+  model's name or the rollout's id — the page's confirmation dialog fills it in;
 - ``GET /ui/static/ui.css|ui.js``: the package's own style and script.
 
-Errors are JSON bodies with the status of the :mod:`driftloop.errors` exception.
+The pieces a page assembles come from :mod:`driftloop.ui.tables` (one function per
+table) and :mod:`driftloop.ui.sections`. Errors are JSON bodies with the status of the
+:mod:`driftloop.errors` exception.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from driftloop.errors import DriftloopError, InputError, NotFoundError
-from driftloop.ui import pages, tables
-from driftloop.ui.charts import alias_timeline, histogram_chart, time_chart
+from driftloop.ui import pages, sections, tables
+from driftloop.ui.charts import time_chart
 from driftloop.ui.health import HealthProbe, health_table
 from driftloop.ui.pages import layout, lever, render_table
 
@@ -102,206 +105,6 @@ def _export(table: tables.UiTable, fmt: str) -> Response:
     if fmt == "json":
         return JSONResponse(table.to_json())
     raise NotFoundError("export format", fmt, known=["json", "csv"])
-
-
-def _prediction_link(model: str) -> Callable[[dict[str, Any]], str | None]:
-    """A logged prediction's link: its lineage, looked up around its time."""
-
-    def link(row: dict[str, Any]) -> str | None:
-        at = row.get("at")
-        suffix = f"?at={quote(at.isoformat())}" if isinstance(at, datetime) else ""
-        request_id = quote(str(row["request_id"]), safe="")
-        return f"/ui/predictions/{quote(model, safe='')}/{request_id}{suffix}"
-
-    return link
-
-
-def _short(value: Any) -> Any:
-    text = value if isinstance(value, int | float) or value is None else str(value)
-    return text[:200] + "…" if isinstance(text, str) and len(text) > 200 else text
-
-
-def _metric_charts(project: Project, model: str, versions: tables.UiTable) -> str:
-    """The offline metric of each version at its creation, and the live one per window."""
-    metric = next((m for m in ("roc_auc", "accuracy", "rmse") if m in versions.columns), None)
-    parts = []
-    if metric is not None:
-        i, t = versions.columns.index(metric), versions.columns.index("created_at")
-        rows = list(reversed(versions.rows))
-        parts.append(
-            time_chart(f"offline {metric} per version", [r[t] for r in rows], [r[i] for r in rows])
-        )
-    live = tables.window_series(project, model)
-    if live.rows:
-        end, auc = live.columns.index("end"), live.columns.index("roc_auc")
-        parts.append(
-            time_chart(
-                "live roc_auc per window", [r[end] for r in live.rows], [r[auc] for r in live.rows]
-            )
-        )
-    return f"<section><h2>Metric over time</h2>{''.join(parts)}</section>" if parts else ""
-
-
-def _serving_moves(project: Project, model: str) -> list[Any]:
-    """Every change of what served the model, oldest first: the registry's alias moves
-    and the deployment's canary and shadow, as ``(at, alias, to_version)`` moves."""
-    from types import SimpleNamespace
-
-    moves: list[Any] = list(project.alias_history(model))
-    canary = shadow = None
-    for change in project.deployment_history(model):
-        state = change.state
-        if state.canary != canary:
-            moves.append(SimpleNamespace(at=change.at, alias="canary", to_version=state.canary))
-            canary = state.canary
-        if state.shadow != shadow:
-            moves.append(SimpleNamespace(at=change.at, alias="shadow", to_version=state.shadow))
-            shadow = state.shadow
-    return sorted(moves, key=lambda m: m.at)
-
-
-def _served_until(project: Project, model: str, moves: list[Any]) -> datetime:
-    """Where the timeline ends: the model's latest known activity (a move, the end of
-    its latest monitoring window, the last day of its prediction log), not past now."""
-    from datetime import UTC, timedelta
-
-    from driftloop.core import clock
-
-    now = clock.now()
-    ends = [m.at for m in moves]
-    windows = project.monitoring_windows(model, limit=1)
-    if windows:
-        ends.append(windows[-1].window.end)
-    days = tables.log_days(project, model)
-    if days:
-        last = days[-1]
-        ends.append(datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1))
-    return min(max(ends), now) if ends else now
-
-
-def _alias_section(request: Request, project: Project, model: str) -> str:
-    """Which version served when: the aliases' and deployment's timeline, then the
-    alias moves as a table."""
-    moves = _serving_moves(project, model)
-    chart = alias_timeline(moves, _served_until(project, model, moves))
-    table = render_table(
-        tables.alias_history(project, model, offset=_offset(request, "aliases")),
-        f"/ui/api/models/{model}/aliases",
-        pager=_pager(request, "aliases"),
-    )
-    return f'<section class="aliases"><h2>Which version served when</h2>{chart}</section>{table}'
-
-
-_MAX_CHARTED_DISTINCT = 1000
-"""A categorical column with more distinct values (an identifier) gets no chart."""
-
-
-def _profile_charts(profile: Any) -> str:
-    """A histogram per numeric or time column, and the most frequent values of each
-    categorical one (but identifiers), from a dataset profile."""
-    from driftloop.data.profile import profile_summary
-
-    if profile is None:
-        return ""
-    charts = []
-    for column, p in profile_summary(profile)["columns"].items():
-        if "histogram" in p:
-            edges, counts = p["histogram"]["edges"], p["histogram"]["counts"]
-            if len(edges) != len(counts) + 1:
-                continue
-            labels = [f"{_edge(lo)} to {_edge(hi)}" for lo, hi in itertools.pairwise(edges)]
-            ends = (_edge(edges[0], short=True), _edge(edges[-1], short=True))
-            charts.append(histogram_chart(column, labels, counts, ends=ends))
-        elif p.get("top") and p.get("distinct", 0) <= _MAX_CHARTED_DISTINCT:
-            top = p["top"][:12]
-            charts.append(
-                histogram_chart(
-                    f"{column} (most frequent)",
-                    [str(t["value"]) for t in top],
-                    [int(t["count"]) for t in top],
-                )
-            )
-    if not charts:
-        return ""
-    return f"<section><h2>Distributions</h2>{''.join(charts)}</section>"
-
-
-def _edge(value: Any, *, short: bool = False) -> str:
-    """A bin edge: a number to 4 digits, a time (ISO text) to the minute, or only its
-    day when ``short``."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    text = str(value).replace("T", " ")
-    return text[:10] if short else text[:16]
-
-
-def _alert_link(model: str) -> Callable[[dict[str, Any]], str | None]:
-    """An alert's link: its last window's report, at the histogram of its column."""
-    from driftloop.monitoring.html import histogram_anchors
-
-    def link(row: dict[str, Any]) -> str | None:
-        window = row.get("last_window")
-        if window is None:
-            return None
-        column = str(row.get("column") or "").split("@v")[0]
-        anchor = histogram_anchors([column])[column] if column else ""
-        return f"/ui/models/{model}/windows/{window}" + (f"#{anchor}" if anchor else "")
-
-    return link
-
-
-_DAYS_PER_READ = 7
-"""Without its time, a prediction is looked for a week of the log at a time, newest
-first: a recent request is found after one small read, not a scan of the whole log."""
-
-
-def _log_spans(project: Project, model: str) -> list[tuple[datetime, datetime]]:
-    """The log's days as ``(since, until)`` spans of :data:`_DAYS_PER_READ` days,
-    newest first."""
-    from datetime import UTC, timedelta
-
-    days = tables.log_days(project, model)
-    spans = []
-    for i in range(len(days), 0, -_DAYS_PER_READ):
-        first, last = days[max(0, i - _DAYS_PER_READ)], days[i - 1]
-        since = datetime(first.year, first.month, first.day, tzinfo=UTC)
-        until = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
-        spans.append((since, until))
-    return spans
-
-
-def _find_prediction(
-    project: Project, model: str, request_id: str, around: str | None = None
-) -> dict[str, Any]:
-    """The served record of one request (the champion's or canary's answer); with
-    ``around`` (its time, ISO 8601) only the log's hour around it is read, without it
-    the log a week at a time, newest first."""
-    from datetime import timedelta
-
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from driftloop.serving.predictionlog import read_log
-
-    project.model_aliases(model)  # an unknown model: NotFoundError
-    if around:
-        try:
-            at = datetime.fromisoformat(around)
-        except ValueError:
-            raise InputError(f"at={around!r} is not an ISO 8601 time", field="at") from None
-        if at.tzinfo is None:
-            raise InputError(f"at={around!r} has no time zone", field="at")
-        spans = [(at - timedelta(hours=1), at + timedelta(hours=1))]
-    else:
-        spans = _log_spans(project, model)
-    root = project.config.serving.predictions
-    for since, until in spans:
-        found = read_log(root, model, since=since, until=until, request_id=request_id)
-        if found.num_rows and "request_id" in found.column_names:
-            served = found.filter(pc.is_in(found.column("role"), pa.array(["champion", "canary"])))
-            row: dict[str, Any] = (served if served.num_rows else found).slice(0, 1).to_pylist()[0]
-            return row
-    raise NotFoundError("prediction", request_id)
 
 
 def ui_routes(
@@ -383,7 +186,7 @@ def ui_routes(
             f"<h1>{name}</h1>"
             f'<p>serving: <span id="aliases">{pages._e(serving)}</span> {levers}</p>'
             f"<p>{' · '.join(links)}</p>"
-            + _metric_charts(project, model, versions)
+            + sections.metric_charts(project, model, versions)
             + render_table(
                 versions,
                 f"/ui/api/models/{model}/versions",
@@ -393,9 +196,11 @@ def ui_routes(
             + render_table(
                 tables.recent_predictions(project, model),
                 f"/ui/api/models/{model}/predictions",
-                links={"request_id": _prediction_link(model)},
+                links={"request_id": sections.prediction_link(model)},
             )
-            + _alias_section(request, project, model)
+            + sections.alias_section(
+                project, model, offset=_offset(request, "aliases"), pager=_pager(request, "aliases")
+            )
             + render_table(
                 tables.rollouts(project, model, offset=_offset(request, "rollouts")),
                 "/ui/api/rollouts",
@@ -425,7 +230,7 @@ def ui_routes(
                 f"{model}-diff-{section}", ["key", f"v{a}", f"v{b}"], title=section
             )
             for key, (left, right) in sorted(changed.items()):
-                table.rows.append([key, _short(left), _short(right)])
+                table.rows.append([key, sections.short(left), sections.short(right)])
             parts.append(render_table(table, f"/ui/api/models/{model}/versions"))
         return _page(request, project, f"{model} diff", "", "".join(parts))
 
@@ -463,7 +268,10 @@ def ui_routes(
             + render_table(
                 alert_table,
                 f"/ui/api/models/{model}/alerts",
-                links={"last_window": _alert_link(model), "column": _alert_link(model)},
+                links={
+                    "last_window": sections.alert_link(model),
+                    "column": sections.alert_link(model),
+                },
                 pager=_pager(request, "alerts"),
             )
             + render_table(
@@ -564,7 +372,7 @@ def ui_routes(
         prediction = None
         if request_id is not None:
             around = request.query_params.get("at")
-            prediction = _find_prediction(project, model, str(request_id), around)
+            prediction = sections.find_prediction(project, model, str(request_id), around)
             version = int(prediction["version"])
         else:
             version = int(request.path_params["version"])
@@ -630,7 +438,7 @@ def ui_routes(
                 tables.column_profiles(f"dataset-{dataset.id[:12]}", dataset.profile),
                 f"/ui/api/datasets/{dataset.id}/profile",
             )
-            + _profile_charts(dataset.profile)
+            + sections.profile_charts(dataset.profile)
         )
         return _page(request, project, "dataset version", "/ui/data", main)
 
@@ -669,7 +477,7 @@ def ui_routes(
             + render_table(
                 tables.column_profiles(source, profile), f"/ui/api/sources/{source}/profile"
             )
-            + _profile_charts(profile)
+            + sections.profile_charts(profile)
             + render_table(
                 tables.dataset_versions(
                     project, source=source, offset=_offset(request, "datasets")
