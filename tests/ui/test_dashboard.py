@@ -32,7 +32,7 @@ PAGES = {
     "data": "/ui/data",
     "source": "/ui/sources/flights",
 }
-TABLES = ("models", "sources", "runs", "rollouts", "quarantine", "datasets")
+TABLES = ("models", "sources", "runs", "rollouts", "quarantine", "datasets", "controller")
 # no network beyond loopback here: Chromium's own background connections stay off
 CHROMIUM_FLAGS = [
     "--no-sandbox",

@@ -155,6 +155,27 @@ def test_the_heatmap_divides_each_statistic_by_its_threshold(project: Project) -
     assert flags == [i / 10 > 0.5 for i in range(WINDOWS - 4, WINDOWS)]
 
 
+def test_the_loop_controller_shows_as_running_while_it_holds_its_lease(project: Project) -> None:
+    """No controller yet: never started. While `driftloop run` holds the lease: running,
+    with its holder; once it lets go: stopped."""
+    from driftloop.loop.lease import Lease
+
+    (before,) = tables.controller(project).records()
+    assert (before["state"], before["holder"], before["runs_in_progress"]) == (
+        "never started",
+        None,
+        0,
+    )
+    lease = Lease(project.store, holder="host:1234:run", ttl=timedelta(seconds=15))
+    with use_clock(SimulatedClock(T0 + timedelta(days=1))):
+        assert lease.acquire()
+        (running,) = tables.controller(project).records()
+        lease.release()
+        (stopped,) = tables.controller(project).records()
+    assert (running["state"], running["holder"]) == ("running", "host:1234:run")
+    assert stopped["state"] == "stopped"
+
+
 def test_a_server_that_does_not_answer_is_shown_unreachable_with_the_reason() -> None:
     url = f"http://{LOOPBACK}:{free_port()}"  # nobody listens there
     (row,) = health_table(http_probe(url, timeout=2.0)()).records()

@@ -133,6 +133,7 @@ def ui_routes(
             )
             + render_table(tables.sources(project), "/ui/api/sources", links=_SOURCE_LINKS)
             + (render_table(health_table(health()), "/ui/api/server") if health else "")
+            + render_table(tables.controller(project), "/ui/api/controller")
             + render_table(
                 tables.pipeline_runs(project, limit=10), "/ui/api/runs", links=_RUN_LINKS
             )
@@ -580,6 +581,7 @@ def ui_routes(
     whole: dict[str, Callable[[Project], tables.UiTable]] = {
         "models": tables.model_overview,
         "sources": tables.sources,
+        "controller": tables.controller,
     }
     paged: dict[str, Callable[..., tables.UiTable]] = {
         "runs": tables.pipeline_runs,

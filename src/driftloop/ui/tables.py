@@ -28,6 +28,7 @@ __all__ = [
     "alerts",
     "alias_history",
     "column_profiles",
+    "controller",
     "data_quality",
     "drift_heatmap",
     "model_overview",
@@ -262,6 +263,37 @@ def _age(value: timedelta) -> str:
         if len(parts) == 2:
             break
     return sign + " ".join(parts)
+
+
+def controller(project: Project) -> UiTable:
+    """The retraining loop's controller (``driftloop run``): who holds its lease, since
+    when, until when it is renewed, whether it is alive, and the runs in progress."""
+    import sqlalchemy as sa
+
+    from driftloop.core import clock
+    from driftloop.loop.runs import ACTIVE
+    from driftloop.loop.tables import leases
+    from driftloop.loop.tables import pipeline_runs as runs
+
+    table = UiTable(
+        "controller",
+        ["lease", "holder", "state", "acquired_at", "renewed_until", "runs_in_progress"],
+        title="Retraining loop",
+    )
+    with project.store.connect() as conn:
+        held = conn.execute(sa.select(leases).order_by(leases.c.name)).all()
+        active = conn.execute(
+            sa.select(sa.func.count()).select_from(runs).where(runs.c.state.in_(ACTIVE))
+        ).scalar_one()
+    now = clock.now()
+    if not held:
+        table.rows.append(["controller", None, "never started", None, None, active])
+    for lease in held:
+        state = "running" if lease.expires_at > now else "stopped"
+        table.rows.append(
+            [lease.name, lease.holder, state, lease.acquired_at, lease.expires_at, active]
+        )
+    return table
 
 
 def sources(project: Project) -> UiTable:
