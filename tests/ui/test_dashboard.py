@@ -32,7 +32,16 @@ PAGES = {
     "data": "/ui/data",
     "source": "/ui/sources/flights",
 }
-TABLES = ("models", "sources", "runs", "rollouts", "quarantine", "datasets", "controller")
+TABLES = (
+    "models",
+    "sources",
+    "runs",
+    "rollouts",
+    "quarantine",
+    "datasets",
+    "controller",
+    "firings",
+)
 # no network beyond loopback here: Chromium's own background connections stay off
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -295,6 +304,26 @@ def test_a_run_page_explains_the_run(dashboard: Dashboard) -> None:
     assert timeline[-1]["event"] == "promoted"
 
 
+def test_each_trigger_firing_is_listed_and_explained_on_its_page(dashboard: Dashboard) -> None:
+    """The runs page lists the controller's recorded firings, newest first; the one that
+    fired names its run, and its page shows what each trigger saw."""
+    from driftloop.loop.firings import list_firings
+
+    project = dashboard.project
+    rows = _json(dashboard, "/ui/api/firings.json")["rows"]
+    recorded = list_firings(project.store, limit=None)
+    assert [(r["firing"], r["outcome"], r["run"]) for r in rows] == [
+        (f.id, f.outcome, f.run_id) for f in recorded
+    ]
+    (run,) = project.pipeline_runs("late")
+    (fired,) = [r for r in rows if r["run"] == run.id]
+    page = httpx.get(f"{dashboard.url}/ui/firings/{fired['firing']}", timeout=30)
+    assert page.status_code == 200
+    assert "What each trigger saw" in page.text
+    assert "schedule" in page.text
+    assert f'href="/ui/runs/{run.id}"' in page.text
+
+
 def test_lineage_goes_back_to_the_batches_and_forward_to_the_models(dashboard: Dashboard) -> None:
     """A version's lineage names its training run, training set, feature view versions
     and every dataset version the run read; a dataset version's page lists the versions
@@ -339,6 +368,7 @@ def test_a_fragment_request_gets_only_the_main_part(dashboard: Dashboard) -> Non
         ("GET", "/ui/models/nobody/monitoring", None, 404, "not_found"),
         ("GET", "/ui/models/late/windows/99999", None, 404, "not_found"),
         ("GET", "/ui/runs/pr-nothing", None, 404, "not_found"),
+        ("GET", "/ui/firings/99999", None, 404, "not_found"),
         ("GET", "/ui/lineage/late/999", None, 404, "not_found"),
         ("GET", "/ui/predictions/late/no-such-request", None, 404, "not_found"),
         ("GET", "/ui/predictions/late/r?at=yesterday", None, 400, "input_error"),

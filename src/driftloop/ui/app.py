@@ -551,8 +551,46 @@ def ui_routes(
                 links=_RUN_LINKS,
                 pager=_pager(request, "rollouts"),
             )
+            + render_table(
+                tables.firings(project, offset=_offset(request, "firings")),
+                "/ui/api/firings",
+                links={**_RUN_LINKS, "firing": "/ui/firings/{value}"},
+                states=("outcome",),
+                pager=_pager(request, "firings"),
+            )
         )
         return _page(request, project, "Runs", "/ui/runs", main)
+
+    def firing_page(request: Request, project: Project) -> Response:
+        """One evaluation of a retraining policy: fired or suppressed, why, and each
+        trigger's verdict with the figures it read."""
+        from driftloop.loop.firings import get_firing
+
+        firing = get_firing(project.store, request.path_params["firing"])
+        run = (
+            f'<a href="/ui/runs/{pages._e(firing.run_id)}">{pages._e(firing.run_id)}</a>'
+            if firing.run_id
+            else "-"
+        )
+        suppressed = firing.evidence.get("suppressed_by")
+        model, outcome = pages._e(firing.model), pages._e(firing.outcome)
+        facts = [
+            ("model", f'<a href="/ui/models/{model}">{model}</a>'),
+            ("at", pages._e(firing.at.isoformat())),
+            ("outcome", f'<span class="state-{outcome}">{outcome}</span>'),
+            ("reason", pages._e(firing.reason)),
+            ("suppressed by", pages._e(suppressed) if suppressed else "-"),
+            ("run", run),
+        ]  # fmt: skip
+        main = (
+            f"<h1>Trigger firing {firing.id}</h1><section><table>"
+            + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
+            + "</table></section>"
+            + "<section><h2>What each trigger saw</h2>"
+            + pages.evidence(firing.evidence.get("when"))
+            + "</section>"
+        )
+        return _page(request, project, f"firing {firing.id}", "/ui/runs", main)
 
     def server_api(request: Request, project: Project) -> Response:
         if health is None:
@@ -584,6 +622,7 @@ def ui_routes(
         "controller": tables.controller,
     }
     paged: dict[str, Callable[..., tables.UiTable]] = {
+        "firings": tables.firings,
         "runs": tables.pipeline_runs,
         "rollouts": tables.rollouts,
         "quarantine": tables.quarantine,
@@ -726,6 +765,7 @@ def ui_routes(
         Route("/ui/api/server.{fmt}", guarded(server_api), methods=["GET"]),
         Route("/ui/api/lineage/{model}/{version:int}.{fmt}", guarded(lineage_api), methods=["GET"]),
         Route("/ui/runs/{run}", guarded(run_page), methods=["GET"]),
+        Route("/ui/firings/{firing:int}", guarded(firing_page), methods=["GET"]),
         Route("/ui/api/runs/{run}/timeline.{fmt}", guarded(run_api), methods=["GET"]),
         Route("/ui/api/rollouts/{rollout:int}/{kind}.{fmt}", guarded(rollout_api), methods=["GET"]),
         Route("/ui/data", guarded(data_page), methods=["GET"]),

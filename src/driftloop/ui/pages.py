@@ -53,11 +53,11 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .exports { float: right; font-size: 12px; margin-top: 1.7rem; }
 .exports a { color: var(--accent); margin-left: .6rem; }
 .state-promoted, .state-successful, .state-ok, .state-fresh, .state-ready,
-.state-running { color: #15803d; }
+.state-running, .state-fired { color: #15803d; }
 .state-rejected, .state-rolled_back, .state-failed, .state-firing, .state-critical,
 .state-stale, .state-unreachable, .state-not { color: #b91c1c; }
 .state-paused, .state-inconclusive, .state-warning, .state-stopped,
-.state-never { color: #b45309; }
+.state-never, .state-suppressed { color: #b45309; }
 .muted { color: var(--muted); }
 form.lever { display: inline; }
 button { font: inherit; padding: .2rem .7rem; border: 1px solid #b91c1c; color: #b91c1c;

@@ -31,6 +31,7 @@ __all__ = [
     "controller",
     "data_quality",
     "drift_heatmap",
+    "firings",
     "model_overview",
     "model_versions",
     "pipeline_runs",
@@ -428,6 +429,26 @@ def pipeline_runs(
                 r.error,
             ]
         )
+    return table
+
+
+def firings(
+    project: Project, model: str | None = None, *, offset: int = 0, limit: int = 100
+) -> UiTable:
+    """The controller's evaluations of the retraining policies that it recorded, newest
+    first: fired (with the run it started) or suppressed, and why."""
+    from driftloop.loop.firings import list_firings
+
+    table = UiTable(
+        "firings",
+        ["firing", "model", "at", "outcome", "reason", "run", "triggers"],
+        title="Trigger firings",
+    )
+    found = list_firings(project.store, model, limit=offset + limit + 1)
+    for f in table.page(found, offset, limit):
+        when = f.evidence.get("when")
+        summary = when.get("summary") if isinstance(when, dict) else None
+        table.rows.append([f.id, f.model, f.at, f.outcome, f.reason, f.run_id, summary])
     return table
 
 
