@@ -295,11 +295,10 @@ class ArtifactStore:
         the same, so engines that scan the same Parquet files repeatedly pay for the
         check once per process.
         """
-        path = self.local_path(digest)
-        if path is None:
+        if not self._local:
             return None
-        self.verify_once(digest)
-        return path
+        self.verify_once(digest)  # ArtifactNotFound when the blob is missing
+        return self._location(_blob_rel(_check_digest(digest)))
 
     def verify_once(self, digest: str) -> None:
         """:meth:`verify`, skipped for a local blob this store verified before whose

@@ -9,6 +9,7 @@ stored once. A rejected batch goes to quarantine (see ``quarantine.py``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,6 +50,8 @@ __all__ = [
     "source_profile",
     "write_parquet",
 ]
+
+_log = logging.getLogger("driftloop.data")
 
 _PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
@@ -333,10 +336,10 @@ def _tables(
         if verify:  # once per process and blob while the file is unchanged
             artifacts.verify_once(version.id)
         with artifacts.open_input(version.id) as handle:
-            present = pq.read_schema(handle).names
-            handle.seek(0)
+            parquet = pq.ParquetFile(handle)  # one read of the footer
+            present = parquet.schema_arrow.names
             keep = None if columns is None else [c for c in columns if c in present]
-            yield pq.read_table(handle, columns=keep)
+            yield parquet.read(columns=keep)
 
 
 def read_source(
@@ -409,7 +412,9 @@ def _read_local(
     try:
         found = pads.dataset(paths, schema=wanted, format="parquet")
         return found.to_table(columns=wanted.names)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        # the dataset scanner converts fewer types than Table.cast: read file by file
+        _log.debug("reading %d batches file by file: %s", len(paths), exc)
         return None
 
 
