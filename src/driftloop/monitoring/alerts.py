@@ -624,37 +624,29 @@ def _redeliver(store: MetadataStore, webhook: Webhook) -> bool:
         for key, (first_id, kind, detail) in latest.items()
         if kind == "delivery_failed" and "body" in detail and _worth_retrying(detail)
     )
-
-    def superseded(alert_id: int, event: str) -> bool:
-        return event == "fired" and alert_id in resolution_delivered
-
-    for _, key, detail in pending:
-        alert_id, event = key
-        if superseded(alert_id, event):
+    receiver_down = False  # then the rest waits for the next evaluation
+    for _, (alert_id, event), detail in pending:
+        if event == "fired" and alert_id in resolution_delivered:
             _close(
                 store, alert_id, "delivery_superseded", event=event, webhook=webhook, failed=detail
             )
-        elif failures[key] > webhook.redeliver:
+        elif failures[(alert_id, event)] > webhook.redeliver:
             _close(
                 store, alert_id, "delivery_abandoned", event=event, webhook=webhook, failed=detail
             )
-    for _, key, detail in pending:
-        alert_id, event = key
-        if superseded(alert_id, event) or failures[key] > webhook.redeliver:
-            continue
-        result = webhook.post(detail["body"], retries=0)
-        _record_outcome(
-            store,
-            alert_id,
-            event,
-            body=detail["body"],
-            webhook=webhook,
-            result=result,
-            redelivery=True,
-        )
-        if not result.delivered and result.unreachable:
-            return True
-    return False
+        elif not receiver_down:
+            result = webhook.post(detail["body"], retries=0)
+            _record_outcome(
+                store,
+                alert_id,
+                event,
+                body=detail["body"],
+                webhook=webhook,
+                result=result,
+                redelivery=True,
+            )
+            receiver_down = not result.delivered and result.unreachable
+    return receiver_down
 
 
 def _close(
