@@ -458,10 +458,10 @@ def ui_routes(
         """A source: its contract's freshness rule, its profile over every batch, its
         latest dataset versions and what it has in quarantine."""
         source = request.path_params["source"]
-        rows = tables.sources(project).records()
-        fresh = next((r for r in rows if r["source"] == source), None)
-        if fresh is None:
-            raise NotFoundError("source", source, known=[r["source"] for r in rows])
+        found = tables.sources(project, only=source).records()
+        if not found:
+            raise NotFoundError("source", source, known=[s.name for s in project.sources()])
+        (fresh,) = found
         profile = project.profile(source)
         facts = [
             ("contract version", fresh["contract_version"]),

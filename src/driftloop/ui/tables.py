@@ -297,10 +297,10 @@ def controller(project: Project) -> UiTable:
     return table
 
 
-def sources(project: Project) -> UiTable:
-    """Each source with its latest batch and its data freshness against the contract's
-    ``max_age`` rule: ``fresh`` when the newest event is younger than it, ``stale`` when
-    older, ``no rule`` when the contract has none."""
+def sources(project: Project, *, only: str | None = None) -> UiTable:
+    """Each source (or the one named ``only``) with its latest batch and its data
+    freshness against the contract's ``max_age`` rule: ``fresh`` when the newest event is
+    younger than it, ``stale`` when older, ``no rule`` when the contract has none."""
     from driftloop.core import clock
     from driftloop.data.contract import format_duration
 
@@ -322,9 +322,11 @@ def sources(project: Project) -> UiTable:
     )
     now = clock.now()
     held: dict[str, int] = {}
-    for entry in project.quarantined():
+    for entry in project.quarantined(only):
         held[entry.source] = held.get(entry.source, 0) + 1
     for state in project.sources():
+        if only is not None and state.name != only:
+            continue
         versions = project.versions(state.name)
         events = [v.event_max for v in versions if v.event_max is not None]
         newest = max(events) if events else None
