@@ -283,13 +283,15 @@ def get_window(store: MetadataStore, window_id: int) -> Window | None:
     return None if row is None else _window(row)
 
 
-def last_end(store: MetadataStore, model: str, against: str) -> datetime | None:
-    """The end of the latest window analysed for ``model`` with this comparison."""
+def last_end(store: MetadataStore, model: str, against: str | None) -> datetime | None:
+    """The end of the latest window analysed for ``model`` with this comparison (any
+    comparison: ``None``)."""
     t = monitoring_windows
+    query = sa.select(sa.func.max(t.c.end)).where(t.c.model == model)
+    if against is not None:
+        query = query.where(t.c.against == against)
     with store.connect() as conn:
-        value: datetime | None = conn.execute(
-            sa.select(sa.func.max(t.c.end)).where(t.c.model == model, t.c.against == against)
-        ).scalar_one_or_none()
+        value: datetime | None = conn.execute(query).scalar_one_or_none()
     return value
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from driftloop.errors import InputError, NotFoundError
+from driftloop.monitoring import series
 from driftloop.ui import tables
 from driftloop.ui.charts import alias_timeline, histogram_chart, time_chart
 from driftloop.ui.pages import render_table
@@ -95,9 +96,9 @@ def _served_until(project: Project, model: str, moves: list[Any]) -> datetime:
 
     now = clock.now()
     ends = [m.at for m in moves]
-    windows = project.monitoring_windows(model, limit=1)
-    if windows:
-        ends.append(windows[-1].window.end)
+    last_window = series.last_end(project.store, model, None)
+    if last_window is not None:
+        ends.append(last_window)
     days = tables.log_days(project, model)
     if days:
         last = days[-1]
